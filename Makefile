@@ -1,0 +1,39 @@
+# Two entry points: `make run` starts the bot, `make test` runs the checks. Both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := fluidsynth fluid-soundfont-gm
+STAMP := $(VENV)/.installed
+
+.PHONY: run test deps system-deps lint bench train-all evaluate
+
+run: deps
+	$(PY) -m bot
+
+test: deps
+	$(PY) -m ruff check composer bot tests benchmarks
+	$(PY) -m pytest
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+bench: deps
+	$(PY) benchmarks/run_all.py
+
+train-all: deps
+	for s in classical renaissance folk chinese celtic; do $(PY) -m composer train --style $$s --corpus || exit 1; done
+
+evaluate: deps
+	$(PY) -m composer evaluate

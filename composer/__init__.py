@@ -1,0 +1,1 @@
+"""Melody composition with small per-style LSTM models: no Telegram in here."""

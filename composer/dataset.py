@@ -1,0 +1,80 @@
+"""Splitting melodies by piece, transposition augmentation, and padded training batches."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from composer.encoding import HIGH_PITCH, LOW_PITCH, PAD, training_pair
+from composer.melody import Melody
+
+#: Long pieces are cut at bar lines into chunks of at most this many steps.
+MAX_CHUNK_STEPS = 512
+SPLIT_SEED = 1234
+
+
+@dataclass
+class Split:
+    train: list[Melody]
+    validation: list[Melody]
+    test: list[Melody]
+
+
+def split_pieces(melodies: list[Melody], seed: int = SPLIT_SEED) -> Split:
+    """80/10/10 split by piece (never by window), fixed seed."""
+    order = list(range(len(melodies)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, len(order) // 10)
+    n_test = max(1, len(order) // 10)
+    pick = [melodies[i] for i in order]
+    return Split(pick[n_val + n_test :], pick[:n_val], pick[n_val : n_val + n_test])
+
+
+def chunks(melody: Melody, max_steps: int = MAX_CHUNK_STEPS) -> list[Melody]:
+    """The melody cut at bar lines into pieces of at most ``max_steps`` steps."""
+    bars_per_chunk = max(1, max_steps // melody.steps_per_bar)
+    n_bars = -(-melody.n_steps // melody.steps_per_bar)
+    out = []
+    for start in range(0, n_bars, bars_per_chunk):
+        piece = melody.bars(start, start + bars_per_chunk)
+        if piece.pitches():
+            out.append(piece)
+    return out
+
+
+def transpositions(melody: Melody, count: int, rng: random.Random) -> list[Melody]:
+    """The melody plus up to ``count`` random transpositions (-6..+6 semitones) that stay in range."""
+    pitches = melody.pitches()
+    low, high = min(pitches), max(pitches)
+    shifts = [s for s in range(-6, 7) if s and LOW_PITCH <= low + s and high + s <= HIGH_PITCH]
+    return [melody] + [melody.transposed(s) for s in rng.sample(shifts, min(count, len(shifts)))]
+
+
+def token_sequences(melodies: list[Melody]) -> list[list[int]]:
+    """The target token lists (tokens + END) of each melody's chunks, as the models are scored on."""
+    return [training_pair(c)[2].tolist() for m in melodies for c in chunks(m)]
+
+
+def batches(
+    melodies: list[Melody], batch_size: int, rng: random.Random | None = None, multiple: int = 32
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Padded ``(tokens, positions, targets, weights)`` batches, grouped by length to waste little."""
+    pairs = [training_pair(c) for m in melodies for c in chunks(m)]
+    pairs.sort(key=lambda p: len(p[0]))
+    out = []
+    for i in range(0, len(pairs), batch_size):
+        group = pairs[i : i + batch_size]
+        steps = -(-max(len(p[0]) for p in group) // multiple) * multiple
+        tokens = np.full((len(group), steps), PAD, np.int32)
+        positions = np.zeros((len(group), steps), np.int32)
+        targets = np.full((len(group), steps), PAD, np.int32)
+        for row, (x, pos, y) in enumerate(group):
+            tokens[row, : len(x)] = x
+            positions[row, : len(x)] = pos
+            targets[row, : len(y)] = y
+        out.append((tokens, positions, targets, (targets != PAD).astype(np.float32)))
+    if rng is not None:
+        rng.shuffle(out)
+    return out

@@ -1,0 +1,49 @@
+"""The built-in styles: where their training music comes from in the music21 corpus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Style:
+    name: str
+    description: str
+    #: Path fragments (relative to music21's corpus folder) whose files make up the style.
+    corpus_globs: tuple[str, ...]
+    #: Take every part of a score (True) or only the top one (False).
+    all_parts: bool = False
+    #: At most this many files, taken in sorted order, to bound parsing time.
+    max_files: int | None = None
+    #: General MIDI program the style sounds best with.
+    program: int = 0
+
+
+BUILTIN_STYLES: dict[str, Style] = {
+    s.name: s
+    for s in (
+        Style("classical", "J. S. Bach: the top voice of chorales and other Bach", ("bach/*",), program=19),
+        Style(
+            "renaissance",
+            "Palestrina's masses: flowing vocal lines, every voice",
+            ("palestrina/*.krn",),
+            all_parts=True,
+            max_files=450,
+            program=52,
+        ),
+        Style(
+            "folk",
+            "German folk songs from the Essen collection",
+            tuple(
+                f"essenFolksong/{n}.abc"
+                for n in ("altdeu10", "altdeu20", "ballad10", "ballad20", "ballad30", "boehme10",
+                          "boehme20", "dva0", "erk10", "erk20", "erk5", "fink0", "kinder0")
+            ),
+            program=21,
+        ),
+        Style("chinese", "Chinese folk songs from the Essen collection (Han)",
+              ("essenFolksong/han1.abc", "essenFolksong/han2.abc"), program=75),
+        Style("celtic", "Irish and Scottish fiddle tunes: Ryan's Mammoth Collection, O'Neill's 1850",
+              ("ryansMammoth/*.abc", "oneills1850/*.abc"), program=110),
+    )
+}
