@@ -76,7 +76,7 @@ def _score_melodies(path: str, all_parts: bool) -> tuple[list[dict], Counter]:
     return out, skipped
 
 
-def _part_melody(part) -> Melody:  # noqa: ANN001 - a music21 stream
+def _part_melody(part) -> Melody:
     from music21 import meter, tempo
 
     part = part.stripTies()
@@ -98,7 +98,7 @@ def _part_melody(part) -> Melody:  # noqa: ANN001 - a music21 stream
     return melody_from_voices([Voice(notes)], bpm, ts)
 
 
-def _pickup_shift(part, ts: tuple[int, int]) -> float:  # noqa: ANN001
+def _pickup_shift(part, ts: tuple[int, int]) -> float:
     """Quarter notes to shift a part by so that an anacrusis ends on a bar line."""
     measures = part.getElementsByClass("Measure")
     if len(measures) < 2:
@@ -165,7 +165,9 @@ def _melody(d: dict) -> Melody:
     return Melody(tuple(d["events"]), tuple(d["time_signature"]), d["tempo_bpm"], d["program"])
 
 
-def _write_cache(cache: Path, melodies: list[dict], report: CorpusReport, key: list[str] | None = None) -> None:
+def _write_cache(
+    cache: Path, melodies: list[dict], report: CorpusReport, key: list[str] | None = None
+) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     payload = {"version": CACHE_VERSION, "key": key, "files": report.files,
                "skipped": dict(report.skipped), "melodies": melodies}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def transpositions(melody: Melody, count: int, rng: random.Random) -> list[Melod
     """The melody plus up to ``count`` random transpositions (-6..+6 semitones) that stay in range."""
     pitches = melody.pitches()
     low, high = min(pitches), max(pitches)
-    shifts = [s for s in range(-6, 7) if s and LOW_PITCH <= low + s and high + s <= HIGH_PITCH]
+    shifts = [s for s in range(-6, 7) if s and low + s >= LOW_PITCH and high + s <= HIGH_PITCH]
     return [melody] + [melody.transposed(s) for s in rng.sample(shifts, min(count, len(shifts)))]
 
 
@@ -78,3 +79,43 @@ def batches(
     if rng is not None:
         rng.shuffle(out)
     return out
+
+
+@dataclass
+class PreparedData:
+    """A style's split and its augmented training set, reproducible from the seed."""
+
+    split: Split
+    augmented: list[Melody]
+    transpositions_per_piece: int
+
+
+def prepare(melodies: list[Melody], target_tokens: int, seed: int) -> PreparedData:
+    """Split by piece, then add random transpositions until an epoch holds about ``target_tokens``."""
+    split = split_pieces(melodies)
+    rng = random.Random(seed)
+    train_tokens = sum(m.n_steps + 1 for m in split.train)
+    per_piece = int(np.clip(round(target_tokens / max(train_tokens, 1)) - 1, 0, 12))
+    augmented = [t for m in split.train for t in transpositions(m, per_piece, rng)]
+    return PreparedData(split, augmented, per_piece)
+
+
+def save_melodies(path: Path, melodies: list[Melody]) -> None:
+    """Melodies as a compact ``.npz`` (events, lengths, metre, tempo)."""
+    np.savez_compressed(
+        path,
+        events=np.concatenate([np.array(m.events, np.int8) for m in melodies]),
+        lengths=np.array([m.n_steps for m in melodies], np.int32),
+        time_signatures=np.array([m.time_signature for m in melodies], np.int16),
+        tempos=np.array([m.tempo_bpm for m in melodies], np.float32),
+    )
+
+
+def load_melodies(path: Path) -> list[Melody]:
+    with np.load(path) as data:
+        bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+        return [
+            Melody(tuple(int(e) for e in data["events"][a:b]), (int(ts[0]), int(ts[1])), float(tempo))
+            for a, b, ts, tempo in zip(bounds[:-1], bounds[1:], data["time_signatures"], data["tempos"],
+                                       strict=True)
+        ]

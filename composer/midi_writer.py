@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pretty_midi
@@ -16,12 +17,10 @@ def melody_to_pretty_midi(melody: Melody) -> pretty_midi.PrettyMIDI:
     num, den = melody.time_signature
     pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, 0.0))
     if melody.key:
-        try:
+        with contextlib.suppress(ValueError):
             pm.key_signature_changes.append(
                 pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(melody.key), 0.0)
             )
-        except ValueError:
-            pass
     instrument = pretty_midi.Instrument(program=melody.program, name="Melody")
     step = melody.seconds_per_step
     for pitch, start, end in melody.notes():

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from composer.corpus import CorpusReport
-from composer.dataset import batches, split_pieces, token_sequences, transpositions
+from composer.dataset import batches, prepare
 from composer.encoding import MAX_POSITIONS, VOCAB_SIZE
-from composer.lstm import LstmModel, ModelConfig, log_softmax
+from composer.evaluate import score_model
+from composer.lstm import ModelConfig
 from composer.melody import Melody
-from composer.ngram import NGramModel
 
 
 @dataclass
@@ -38,40 +38,9 @@ class TrainOptions:
     seed: int = 7
 
 
-def sequence_nll(model: LstmModel, melodies: list[Melody], batch_size: int = 64) -> float:
-    """Mean negative log-likelihood per target token (nats) of the numpy model."""
-    total, count = 0.0, 0
-    for tokens, positions, targets, weights in batches(melodies, batch_size):
-        logp = log_softmax(model.forward(tokens, positions))
-        picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-        total -= float((picked * weights).sum())
-        count += int(weights.sum())
-    return total / max(count, 1)
-
-
-def ngram_baseline(train: list[Melody], augmented: list[Melody], validation: list[Melody],
-                   test: list[Melody]) -> dict:
-    """The best smoothed n-gram (order 3..6, discount, with or without the augmented data) by
-    validation NLL, and its test NLL."""
-    val_seqs, test_seqs = token_sequences(validation), token_sequences(test)
-    best: dict | None = None
-    for name, data in (("original keys", train), ("augmented", augmented)):
-        full = NGramModel(6, VOCAB_SIZE).fit(token_sequences(data))
-        for order in (3, 4, 5, 6):
-            for discount in (0.6, 0.75, 0.9):
-                model = full.with_order(order, discount)
-                val = model.nll(val_seqs)
-                if best is None or val < best["validation_nll"]:
-                    best = {"order": order, "discount": discount, "data": name,
-                            "validation_nll": val, "model": model}
-    assert best is not None
-    best["test_nll"] = best.pop("model").nll(test_seqs)
-    return best
-
-
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
                 out_dir: Path, options: TrainOptions, description: str, program: int) -> dict:
-    """Train, evaluate against the n-gram baseline, and write ``out_dir`` (weights, config, card)."""
+    """Train, write ``out_dir`` (weights, config), then score it against the n-gram baseline (card)."""
     import keras
     import tensorflow as tf
 
@@ -79,13 +48,11 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     keras.utils.set_random_seed(options.seed)
     from composer.keras_model import build_keras_model, export_weights
 
-    split = split_pieces(melodies)
-    rng = random.Random(options.seed)
-    train_tokens = sum(m.n_steps + 1 for m in split.train)
-    per_piece = int(np.clip(round(options.target_tokens / max(train_tokens, 1)) - 1, 0, 12))
-    augmented = [t for m in split.train for t in transpositions(m, per_piece, rng)]
+    data = prepare(melodies, options.target_tokens, options.seed)
+    split = data.split
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
-        f"{per_piece} transpositions per piece -> {sum(m.n_steps + 1 for m in augmented)} tokens an epoch")
+        f"{data.transpositions_per_piece} transpositions per piece -> "
+        f"{sum(m.n_steps + 1 for m in data.augmented)} tokens an epoch")
 
     config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, options.token_embedding, options.position_embedding,
                          options.units, options.layers, options.dropout)
@@ -93,12 +60,10 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   weighted_metrics=[])
-    val_batches = batches(split.validation, options.batch_size)
-
     started = time.monotonic()
 
     class Budget(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001
+        def on_epoch_end(self, epoch, logs=None):
             minutes = (time.monotonic() - started) / 60
             log(f"{style}: epoch {epoch + 1} done, {minutes:.1f} min, "
                 f"loss {logs.get('loss', 0):.4f}, val_loss {logs.get('val_loss', 0):.4f}")
@@ -106,16 +71,18 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
                 log(f"{style}: stopping, the next epoch would pass {options.max_minutes} min")
                 self.model.stop_training = True
 
-    def as_dataset(items, shuffle_seed: int | None):  # noqa: ANN001, ANN202
+    def as_dataset(items, shuffle_seed: int | None):
+        epoch = [0]
+
         def gen():
             order = list(range(len(items)))
             if shuffle_seed is not None:
-                random.Random(shuffle_seed + gen.epoch).shuffle(order)
-                gen.epoch += 1
+                random.Random(shuffle_seed + epoch[0]).shuffle(order)
+                epoch[0] += 1
             for i in order:
                 tokens, positions, targets, weights = items[i]
                 yield (tokens, positions), targets, weights
-        gen.epoch = 0
+
         spec = (
             (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, None), tf.int32)),
             tf.TensorSpec((None, None), tf.int32),
@@ -123,7 +90,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         )
         return tf.data.Dataset.from_generator(gen, output_signature=spec).repeat().prefetch(2)
 
-    train_batches = batches(augmented, options.batch_size)
+    train_batches = batches(data.augmented, options.batch_size)
+    val_batches = batches(split.validation, options.batch_size)
     history = model.fit(
         as_dataset(train_batches, options.seed),
         steps_per_epoch=len(train_batches),
@@ -139,17 +107,9 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         ],
     )
     train_seconds = time.monotonic() - started
-    weights = export_weights(model)
-    numpy_model = LstmModel(config, weights)
-    log(f"{style}: scoring the test split")
-    val_nll = sequence_nll(numpy_model, split.validation)
-    test_nll = sequence_nll(numpy_model, split.test)
-    log(f"{style}: LSTM test NLL {test_nll:.4f}; fitting the n-gram baseline")
-    baseline = ngram_baseline(split.train, augmented, split.validation, split.test)
-    log(f"{style}: n-gram test NLL {baseline['test_nll']:.4f} ({baseline['order']}-gram)")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / "weights.npz", **weights)
+    np.savez_compressed(out_dir / "weights.npz", **export_weights(model))
     signatures = Counter(m.time_signature for m in melodies)
     meta = {
         **asdict(config),
@@ -160,53 +120,24 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         "tempo_bpm": round(statistics.median(m.tempo_bpm for m in melodies)),
     }
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    card = {
-        "style": style,
-        "description": description,
-        "source": source,
-        "pieces": report.pieces,
-        "files": report.files,
-        "skipped": dict(report.skipped),
-        "split_pieces": {"train": len(split.train), "validation": len(split.validation),
-                         "test": len(split.test)},
-        "tokens": sum(m.n_steps + 1 for m in melodies),
-        "train_tokens_per_epoch": sum(m.n_steps + 1 for m in augmented),
-        "transpositions_per_piece": per_piece,
-        "vocab_size": VOCAB_SIZE,
-        "parameters": numpy_model.parameters,
+    training = {
         "architecture": f"embedding {config.token_embedding}+{config.position_embedding} (bar position), "
                         f"{config.layers} x LSTM({config.units}), dropout {config.dropout}, dense",
         "epochs": len(history.history["loss"]),
         "train_seconds": round(train_seconds),
         "machine": "2 CPU cores (the project's development machine), TensorFlow CPU",
-        "validation_nll": round(val_nll, 4),
-        "test_nll": round(test_nll, 4),
-        "ngram_test_nll": round(baseline["test_nll"], 4),
-        "ngram": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in baseline.items()
-                  if k != "test_nll"},
-        "uniform_nll": round(float(np.log(VOCAB_SIZE)), 4),
         "options": asdict(options),
-        "command": f"python -m composer train --style {style} ...",
+        "command": training_command(style, options, source),
     }
-    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out_dir / "README.md").write_text(model_readme(card))
-    return card
+    log(f"{style}: scoring against the n-gram baseline")
+    return score_model(out_dir, data, report, source, training)
 
 
-def model_readme(card: dict) -> str:
-    gain = 100 * (1 - card["test_nll"] / card["ngram_test_nll"])
-    return (
-        f"# {card['style']} model\n\n"
-        f"{card['description']}. Trained on {card['pieces']} melodies ({card['tokens']:,} steps) from "
-        f"{card['source']}, split by piece {card['split_pieces']['train']}/"
-        f"{card['split_pieces']['validation']}/{card['split_pieces']['test']} (train/validation/test), "
-        f"{card['transpositions_per_piece']} random transpositions per training piece.\n\n"
-        f"{card['architecture']}; {card['parameters']:,} parameters; {card['epochs']} epochs in "
-        f"{card['train_seconds']} s on {card['machine']}.\n\n"
-        f"Test NLL {card['test_nll']} nats/step against {card['ngram_test_nll']} for the best smoothed "
-        f"n-gram on the same split ({gain:.1f}% lower); uniform guessing would be {card['uniform_nll']}.\n\n"
-        f"Reproduce: `{card['command']}`; reprint the table: `python -m composer evaluate`.\n"
-    )
+def training_command(style: str, options: TrainOptions, source: str) -> str:
+    where = "--corpus" if source.startswith("music21") else "--midi-dir DIR"
+    return (f"python -m composer train --style {style} {where} --units {options.units} "
+            f"--epochs {options.max_epochs} --max-minutes {options.max_minutes:g} "
+            f"--target-tokens {options.target_tokens}")
 
 
 def log(message: str) -> None:

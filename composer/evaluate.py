@@ -1,0 +1,117 @@
+"""How good a style model is: test NLL per step against the best smoothed n-gram on the same split.
+
+``score_model`` writes the numbers into the model card (training calls it too);
+``python -m composer evaluate`` recomputes them for every shipped style and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from composer.corpus import CorpusReport
+from composer.dataset import PreparedData, batches, save_melodies, token_sequences
+from composer.encoding import VOCAB_SIZE
+from composer.lstm import LstmModel, log_softmax
+from composer.melody import Melody
+from composer.ngram import NGramModel
+
+TEST_SPLIT_FILE = "test_split.npz"
+
+
+def sequence_nll(model: LstmModel, melodies: list[Melody], batch_size: int = 64) -> float:
+    """Mean negative log-likelihood per target token (nats) of the numpy model."""
+    total, count = 0.0, 0
+    for tokens, positions, targets, weights in batches(melodies, batch_size):
+        logp = log_softmax(model.forward(tokens, positions))
+        picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+        total -= float((picked * weights).sum())
+        count += int(weights.sum())
+    return total / max(count, 1)
+
+
+def ngram_baseline(data: PreparedData) -> dict:
+    """The best smoothed n-gram (order 3..6, discount, original or augmented training data) by
+    validation NLL, and its test NLL."""
+    split = data.split
+    val_seqs, test_seqs = token_sequences(split.validation), token_sequences(split.test)
+    best: dict | None = None
+    best_model: NGramModel | None = None
+    for name, melodies in (("original keys", split.train), ("augmented", data.augmented)):
+        full = NGramModel(6, VOCAB_SIZE).fit(token_sequences(melodies))
+        for order in (3, 4, 5, 6):
+            for discount in (0.6, 0.75, 0.9):
+                model = full.with_order(order, discount)
+                val = model.nll(val_seqs)
+                if best is None or val < best["validation_nll"]:
+                    best = {"order": order, "discount": discount, "data": name, "validation_nll": val}
+                    best_model = model
+    assert best is not None and best_model is not None
+    best["validation_nll"] = round(best["validation_nll"], 4)
+    best["test_nll"] = best_model.nll(test_seqs)
+    return best
+
+
+def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, source: str,
+                training: dict) -> dict:
+    """Score the model in ``model_dir`` on ``data``'s split; write card.json, README.md and the test split."""
+    model = LstmModel.load(model_dir)
+    meta = json.loads((model_dir / "config.json").read_text())
+    split = data.split
+    baseline = ngram_baseline(data)
+    test_nll = sequence_nll(model, split.test)
+    save_melodies(model_dir / TEST_SPLIT_FILE, split.test)
+    card = {
+        "style": meta["style"],
+        "description": meta["description"],
+        "source": source,
+        "pieces": report.pieces,
+        "files": report.files,
+        "skipped": dict(report.skipped),
+        "split_pieces": {"train": len(split.train), "validation": len(split.validation),
+                         "test": len(split.test)},
+        "tokens": sum(m.n_steps + 1 for m in split.train + split.validation + split.test),
+        "train_tokens_per_epoch": sum(m.n_steps + 1 for m in data.augmented),
+        "transpositions_per_piece": data.transpositions_per_piece,
+        "vocab_size": VOCAB_SIZE,
+        "parameters": model.parameters,
+        "size_bytes": (model_dir / "weights.npz").stat().st_size,
+        **training,
+        "validation_nll": round(sequence_nll(model, split.validation), 4),
+        "test_nll": round(test_nll, 4),
+        "ngram_test_nll": round(baseline.pop("test_nll"), 4),
+        "ngram": baseline,
+        "uniform_nll": round(float(np.log(VOCAB_SIZE)), 4),
+    }
+    (model_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (model_dir / "README.md").write_text(model_readme(card))
+    return card
+
+
+def model_readme(card: dict) -> str:
+    gain = 100 * (1 - card["test_nll"] / card["ngram_test_nll"])
+    split = card["split_pieces"]
+    return (
+        f"# {card['style']} model\n\n"
+        f"{card['description']}. Trained on {card['pieces']} melodies ({card['tokens']:,} steps) from "
+        f"{card['source']}, split by piece {split['train']}/{split['validation']}/{split['test']} "
+        f"(train/validation/test), {card['transpositions_per_piece']} random transpositions per "
+        f"training piece.\n\n"
+        f"{card['architecture']}; {card['parameters']:,} parameters ({card['size_bytes']:,} bytes); "
+        f"{card['epochs']} epochs in {card['train_seconds']} s on {card['machine']}.\n\n"
+        f"Test NLL {card['test_nll']} nats/step against {card['ngram_test_nll']} for the best smoothed "
+        f"n-gram on the same split ({gain:.1f}% lower); uniform guessing would be {card['uniform_nll']}.\n\n"
+        f"Reproduce: `{card['command']}`; recompute the scores: `python -m composer evaluate`.\n"
+    )
+
+
+def nll_table(cards: list[dict]) -> str:
+    header = ("style", "pieces", "params", "train s", "test NLL", "n-gram", "gain")
+    rows = ["{:<12} {:>7} {:>8} {:>8} {:>9} {:>8} {:>6}".format(*header)]
+    for c in cards:
+        gain = 100 * (1 - c["test_nll"] / c["ngram_test_nll"])
+        rows.append(f"{c['style']:<12} {c['pieces']:>7} {c['parameters']:>8} {c['train_seconds']:>8} "
+                    f"{c['test_nll']:>9.4f} {c['ngram_test_nll']:>8.4f} {gain:>5.1f}%")
+    return "\n".join(rows)
