@@ -1,0 +1,54 @@
+"""Musical sanity for best-of-N: penalties (in nats per step, like the model's score) for melodies
+that hammer one note, stall, sprawl, leap wildly or stop on an unstable note."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from composer.keys import stable_degrees
+from composer.melody import Melody
+
+#: The same pitch struck more often than this in a row starts to cost.
+MAX_REPEATS = 4
+#: A note or silence held longer than this many bars costs.
+MAX_STILL_BARS = 2
+#: Semitones from lowest to highest note before it costs.
+MAX_SPAN = 24
+#: A leap wider than this (semitones) costs.
+MAX_LEAP = 12
+NO_NOTES = 5.0
+REPEAT_COST = 0.1
+STILL_COST = 0.5
+SPAN_COST = 0.05
+LEAP_COST = 0.1
+#: Ending on the third or fifth instead of the tonic; ending anywhere else.
+NEAR_ENDING_COST, BAD_ENDING_COST = 0.15, 0.5
+
+
+def longest_repeat(pitches: list[int]) -> int:
+    """The longest run of one pitch struck again and again."""
+    best = run = 0
+    for i, pitch in enumerate(pitches):
+        run = run + 1 if i and pitch == pitches[i - 1] else 1
+        best = max(best, run)
+    return best
+
+
+def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
+    """How far the melody strays from simple sanity (0 for none), for a melody in the given key."""
+    notes = melody.notes()
+    if not notes:
+        return NO_NOTES
+    pitches = [pitch for pitch, _, _ in notes]
+    penalty = REPEAT_COST * max(0, longest_repeat(pitches) - MAX_REPEATS)
+    onsets = [0] + [start for _, start, _ in notes] + [melody.n_steps]
+    longest_still = max(b - a for a, b in pairwise(onsets))
+    if longest_still > MAX_STILL_BARS * melody.steps_per_bar:
+        penalty += STILL_COST
+    penalty += SPAN_COST * max(0, max(pitches) - min(pitches) - MAX_SPAN)
+    penalty += LEAP_COST * sum(abs(b - a) > MAX_LEAP for a, b in pairwise(pitches))
+    home, third, fifth = stable_degrees(tonic, minor)
+    last = pitches[-1] % 12
+    if last != home:
+        penalty += NEAR_ENDING_COST if last in (third, fifth) else BAD_ENDING_COST
+    return penalty

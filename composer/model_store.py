@@ -1,0 +1,93 @@
+"""The trained style models in ``models/<style>/``, each loaded once per process (thread-safe)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer.errors import StyleError
+from composer.lstm import LstmModel
+from composer.sampler import Mixture
+
+#: Environment variable naming the models folder; ``models`` when unset.
+MODELS_ENV = "COMPOSER_MODELS"
+#: Mixtures kept ready (a mixture holds re-laid-out copies of its models' weights).
+MIXTURE_CACHE_SIZE = 16
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get(MODELS_ENV, "models"))
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """What ``models/<style>/config.json`` says about a style: its text and sound defaults."""
+
+    name: str
+    description: str
+    program: int
+    tempo_bpm: float
+    time_signature: tuple[int, int]
+
+    @classmethod
+    def from_config(cls, name: str, config: dict) -> StyleInfo:
+        return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
+                   float(config.get("tempo_bpm", 120)), tuple(config.get("time_signature", (4, 4))))
+
+
+@dataclass(frozen=True)
+class StyleModel:
+    info: StyleInfo
+    model: LstmModel
+
+
+class ModelLibrary:
+    """The styles in one models folder; models and mixtures are built on first use and kept."""
+
+    def __init__(self, models_dir: Path | str | None = None) -> None:
+        self.models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
+        self._lock = threading.Lock()
+        self._models: dict[str, StyleModel] = {}
+        self._mixtures: OrderedDict[tuple[tuple[str, float], ...], Mixture] = OrderedDict()
+
+    def _folders(self) -> dict[str, Path]:
+        if not self.models_dir.is_dir():
+            return {}
+        return {p.name: p for p in sorted(self.models_dir.iterdir())
+                if (p / "config.json").is_file() and (p / "weights.npz").is_file()}
+
+    def styles(self) -> list[StyleInfo]:
+        """Every style with a trained model, by name."""
+        return [StyleInfo.from_config(name, json.loads((folder / "config.json").read_text()))
+                for name, folder in self._folders().items()]
+
+    def get(self, name: str) -> StyleModel:
+        """The style's model, loaded on first use; ``StyleError`` (``unknown_style``) if there is none."""
+        with self._lock:
+            if name not in self._models:
+                folder = self._folders().get(name)
+                if folder is None:
+                    known = ", ".join(self._folders()) or f"none (no models in {self.models_dir})"
+                    raise StyleError(f"unknown style {name!r}; styles: {known}", "unknown_style")
+                info = StyleInfo.from_config(name, json.loads((folder / "config.json").read_text()))
+                self._models[name] = StyleModel(info, LstmModel.load(folder))
+            return self._models[name]
+
+    def mixture(self, mix: dict[str, float]) -> Mixture:
+        """The sampler's view of a style mix (name -> weight), kept for reuse."""
+        key = tuple(mix.items())
+        models = [self.get(name).model for name in mix]
+        with self._lock:
+            if key in self._mixtures:
+                self._mixtures.move_to_end(key)
+                return self._mixtures[key]
+        mixture = Mixture(models, list(mix.values()))
+        with self._lock:
+            self._mixtures[key] = mixture
+            while len(self._mixtures) > MIXTURE_CACHE_SIZE:
+                self._mixtures.popitem(last=False)
+        return mixture

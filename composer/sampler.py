@@ -1,0 +1,275 @@
+"""Fast sampling: the style LSTMs stepped one token at a time, state carried forward in place.
+
+One ``StackedLstm`` steps ``S`` same-shaped style models over a batch of ``B`` sequences (the
+candidates) with one batched matmul per layer. Gates are reordered to ``i, f, o, g`` and the
+sigmoid gates' weights pre-scaled by 1/2, so one ``tanh`` over all four gates gives
+``sigmoid(x) = (tanh(x/2) + 1) / 2`` for three of them and ``tanh`` for the fourth.
+A ``Mixture`` holds one stack per model shape and mixes the styles' next-step distributions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import threadpoolctl
+
+from composer.encoding import END, FIRST_PITCH_ID, HOLD_ID, LOW_PITCH, REST_ID, START
+from composer.keys import estimate_keys, sounding_pitches, stable_degrees
+from composer.lstm import LstmModel, ModelConfig
+from composer.melody import HOLD, REST
+
+#: Factor on the probability of the tonic, third and fifth as note onsets in the final bar.
+CADENCE_BOOST = 3.0
+#: Floor for probabilities before taking logs.
+_TINY = 1e-30
+
+
+def _gates_ifog(matrix: np.ndarray, units: int) -> np.ndarray:
+    """Keras' gate order ``i, f, g, o`` -> ``i, f, o, g``, with the sigmoid gates halved."""
+    i, f, g, o = (matrix[..., k * units : (k + 1) * units] for k in range(4))
+    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], axis=-1).astype(np.float32)
+
+
+def _with_bias_row(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    return np.concatenate([kernel, bias[None, :]]).astype(np.float32)
+
+
+class StackedLstm:
+    """Several style models with the same shape, stepped together: arrays carry a leading style axis.
+
+    Layer ``l`` reads one buffer ``[h of layer l-1 (layer 0: none), own h, 1]``; its kernel has the
+    bias as the last row, and the dense layer reads the top layer's ``[h, 1]``.
+    """
+
+    def __init__(self, models: Sequence[LstmModel]) -> None:
+        config = models[0].config
+        if any(m.config != config for m in models):
+            raise ValueError("models of one stack must share their shape")
+        u = self.units = config.units
+        self.layers = config.layers
+        self.vocab_size = config.vocab_size
+        self.positions = config.max_positions
+        # Layer 0's input projection: one table row per (token, bar position) pair.
+        self.input_table = np.stack([
+            _gates_ifog(m.token_table[:, None, :] + m.position_table[None, :, :], u).reshape(-1, 4 * u)
+            for m in models
+        ])
+        zero_bias = np.zeros(4 * u, np.float32)
+        self.kernels = [np.stack([_gates_ifog(_with_bias_row(m.recurrent0, zero_bias), u) for m in models])]
+        self.kernels += [
+            np.stack([_gates_ifog(_with_bias_row(m.fused[k], m.biases[k]), u) for m in models])
+            for k in range(self.layers - 1)
+        ]
+        self.dense = np.stack([_with_bias_row(m.dense_kernel, m.dense_bias) for m in models])
+
+    @property
+    def styles(self) -> int:
+        return self.input_table.shape[0]
+
+    def start(self, batch: int) -> LstmState:
+        return LstmState(self.styles, batch, self.units, self.layers, self.vocab_size)
+
+    def step(self, state: LstmState, tokens: np.ndarray, position: int) -> np.ndarray:
+        """Feed ``tokens[B]`` at bar position ``position``; return logits ``(S, B, V)``; advance ``state``."""
+        u = self.units
+        z, tmp = state.z, state.tmp
+        for layer, kernel in enumerate(self.kernels):
+            buffer = state.inputs[layer]
+            np.matmul(buffer, kernel, out=z)
+            if layer == 0:
+                z += self.input_table[:, tokens * self.positions + position]
+            np.tanh(z, out=z)
+            sigmoid = z[..., : 3 * u]
+            sigmoid *= 0.5
+            sigmoid += 0.5
+            c = state.cells[layer]
+            c *= z[..., u : 2 * u]
+            np.multiply(z[..., :u], z[..., 3 * u :], out=tmp)
+            c += tmp
+            np.tanh(c, out=tmp)
+            own = buffer[..., -u - 1 : -1]
+            np.multiply(z[..., 2 * u : 3 * u], tmp, out=own)
+            if layer + 1 < self.layers:
+                state.inputs[layer + 1][..., :u] = own
+        np.matmul(state.inputs[-1][..., -u - 1 :], self.dense, out=state.logits)
+        return state.logits
+
+
+class LstmState:
+    """Preallocated buffers of one stack: each layer's ``[input from below, own h, 1]`` and cell."""
+
+    def __init__(self, styles: int, batch: int, units: int, layers: int, vocab: int) -> None:
+        shape = (styles, batch)
+        self.vocab = vocab
+        self.inputs = [np.zeros((*shape, (units if k else 0) + units + 1), np.float32) for k in range(layers)]
+        for buffer in self.inputs:
+            buffer[..., -1] = 1.0
+        self.cells = [np.zeros((*shape, units), np.float32) for _ in range(layers)]
+        self._allocate(batch)
+
+    def _allocate(self, batch: int) -> None:
+        styles, _, units = self.cells[0].shape
+        self.z = np.empty((styles, batch, 4 * units), np.float32)
+        self.tmp = np.empty((styles, batch, units), np.float32)
+        self.logits = np.empty((styles, batch, self.vocab), np.float32)
+
+    def select(self, rows: np.ndarray) -> None:
+        """Keep (or repeat) batch rows ``rows``, e.g. to fan one warmed-up state out to candidates."""
+        self.inputs = [np.ascontiguousarray(a[:, rows]) for a in self.inputs]
+        self.cells = [np.ascontiguousarray(a[:, rows]) for a in self.cells]
+        self._allocate(len(rows))
+
+
+class Mixture:
+    """The weighted mix of style models' next-step distributions; one stack per model shape."""
+
+    def __init__(self, models: Sequence[LstmModel], weights: Sequence[float]) -> None:
+        if len(models) != len(weights) or not models:
+            raise ValueError("one weight per model, at least one model")
+        if len({m.config.vocab_size for m in models}) != 1:
+            raise ValueError("models of a mixture must share their vocabulary")
+        groups: dict[ModelConfig, list[int]] = {}
+        for index, model in enumerate(models):
+            groups.setdefault(model.config, []).append(index)
+        w = np.asarray(weights, np.float32) / float(np.sum(weights))
+        self.stacks = [StackedLstm([models[i] for i in group]) for group in groups.values()]
+        self.weights = [w[group][:, None, None] for group in groups.values()]
+        self.vocab_size = models[0].config.vocab_size
+
+    def start(self, batch: int) -> list[LstmState]:
+        return [stack.start(batch) for stack in self.stacks]
+
+    def step(self, states: list[LstmState], tokens: np.ndarray, position: int) -> np.ndarray:
+        """Feed ``tokens[B]``; return the mixed next-step probabilities ``(B, V)`` (a new array)."""
+        mixed = None
+        for stack, weights, state in zip(self.stacks, self.weights, states, strict=True):
+            logits = stack.step(state, tokens, position)
+            logits -= logits.max(axis=-1, keepdims=True)
+            np.exp(logits, out=logits)
+            logits *= weights / logits.sum(axis=-1, keepdims=True)
+            part = logits.sum(axis=0)
+            mixed = part if mixed is None else mixed + part
+        assert mixed is not None
+        return mixed
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Sampled continuations and how likely the (untempered) mixture finds each."""
+
+    tokens: np.ndarray
+    #: Mean log-probability per step (nats), the END after the last step included.
+    log_likelihood: np.ndarray
+
+
+#: Sampling phases: 0 at the very start, 1 in silence, 2 while a note sounds.
+_FIRST, _SILENT, _SOUNDING = 0, 1, 2
+
+
+def _allowed(vocab_size: int) -> np.ndarray:
+    """Per phase, the tokens that may come next: no HOLD first, no REST in silence; never PAD,
+    START or END."""
+    table = np.zeros((3, vocab_size), np.float32)
+    table[:, FIRST_PITCH_ID:] = 1.0
+    table[(_FIRST, _SOUNDING), REST_ID] = 1.0
+    table[(_SILENT, _SOUNDING), HOLD_ID] = 1.0
+    return table
+
+
+def _next_phase(vocab_size: int) -> np.ndarray:
+    """``table[phase, token]``: the phase after drawing ``token``."""
+    table = np.repeat(np.arange(3)[:, None], vocab_size, axis=1)
+    table[:, REST_ID] = _SILENT
+    table[:, FIRST_PITCH_ID:] = _SOUNDING
+    return table
+
+
+def tokens_to_events(tokens: np.ndarray) -> np.ndarray:
+    """Melody events for token ids (REST and HOLD ids and pitch ids only), any shape."""
+    return np.where(tokens >= FIRST_PITCH_ID, tokens - FIRST_PITCH_ID + LOW_PITCH,
+                    np.where(tokens == HOLD_ID, HOLD, REST))
+
+
+def _cadence_bias(events: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Per candidate, ``CADENCE_BOOST`` on the pitches of its key's tonic, third and fifth."""
+    tonics, minors = estimate_keys(events)
+    stable = np.array([stable_degrees(t, m) for t, m in zip(tonics, minors, strict=True)])
+    ids = np.arange(vocab_size)
+    pitch_class = (ids - FIRST_PITCH_ID + LOW_PITCH) % 12
+    hit = (pitch_class[None, :, None] == stable[:, None, :]).any(axis=2) & (ids >= FIRST_PITCH_ID)
+    return np.where(hit, CADENCE_BOOST, 1.0).astype(np.float32)
+
+
+def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray:
+    """One token per row from unnormalised ``weights (B, V)``, within each row's top-p nucleus."""
+    order = np.argsort(-weights, axis=1)
+    ranked = np.take_along_axis(weights, order, axis=1)
+    cumulative = np.cumsum(ranked, axis=1)
+    keep = (cumulative - ranked) < top_p * cumulative[:, -1:]
+    kept_mass = np.where(keep, ranked, 0.0).sum(axis=1)
+    index = (cumulative < (uniforms * kept_mass)[:, None]).sum(axis=1)
+    return order[np.arange(len(order)), index]
+
+
+@functools.cache
+def pin_blas_to_one_thread() -> None:
+    """Keep BLAS on one thread (process-wide): batch-of-8 matmuls this small lose more to thread
+    hand-off than they gain, up to 20 times over on a busy 2-core machine."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
+def sample(
+    mixture: Mixture,
+    *,
+    steps: int,
+    steps_per_bar: int,
+    candidates: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    primer: Sequence[int] = (),
+    cadence_from: int | None = None,
+) -> Samples:
+    """Sample ``candidates`` continuations of ``steps`` tokens after ``primer`` (token ids), in one batch.
+
+    Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST in silence).
+    From step ``cadence_from`` on, each candidate's tonic, third and fifth are favoured as onsets.
+    """
+    pin_blas_to_one_thread()
+    states = mixture.start(1)
+    for k, token in enumerate([START, *primer]):
+        probs = mixture.step(states, np.array([token]), k % steps_per_bar)
+    for state in states:
+        state.select(np.zeros(candidates, np.intp))
+    probs = np.repeat(probs, candidates, axis=0)
+    primer_events = tokens_to_events(np.array(primer, np.int64))
+    phase = np.full(candidates, _FIRST)
+    if len(primer):
+        phase[:] = _SOUNDING if sounding_pitches(primer_events[None])[0, -1] >= 0 else _SILENT
+    allowed, next_phase = _allowed(mixture.vocab_size), _next_phase(mixture.vocab_size)
+    inverse_temperature = np.float32(1.0 / temperature)
+    uniforms = rng.random((steps, candidates))
+    rows = np.arange(candidates)
+    tokens = np.empty((candidates, steps), np.int64)
+    picked = np.empty((steps + 1, candidates), np.float32)
+    bias = None
+    for t in range(steps):
+        if t == cadence_from:
+            sofar = np.concatenate([np.broadcast_to(primer_events, (candidates, len(primer))),
+                                    tokens_to_events(tokens[:, :t])], axis=1)
+            bias = _cadence_bias(sofar, mixture.vocab_size)
+        weights = probs * allowed[phase]
+        if bias is not None:
+            weights *= bias
+        if inverse_temperature != 1.0:
+            np.power(weights, inverse_temperature, out=weights)
+        chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
+        picked[t] = probs[rows, chosen]
+        phase = next_phase[phase, chosen]
+        probs = mixture.step(states, chosen, (len(primer) + t + 1) % steps_per_bar)
+    picked[steps] = probs[:, END]
+    log_likelihood = np.log(np.maximum(picked, _TINY)).mean(axis=0)
+    return Samples(tokens, log_likelihood)
