@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := fluidsynth fluid-soundfont-gm
+APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test deps system-deps lint bench train-all evaluate
