@@ -1,0 +1,44 @@
+"""``python -m bot``: run the bot with long polling, or a webhook when ``WEBHOOK_URL`` is set."""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import urlsplit
+
+from telegram import Update
+
+from bot.app import build_application, setup_logging
+from bot.config import ConfigError, load_config
+from composer.model_store import ModelLibrary
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+    styles = {info.name: info.description for info in ModelLibrary(config.models_dir).styles()}
+    if not styles:
+        print(f"error: no trained models in {config.models_dir} (set MODELS_DIR, or train one: "
+              "python -m composer train --style classical --corpus)", file=sys.stderr)
+        return 2
+    if config.default_style not in styles:
+        print(f"error: DEFAULT_STYLE {config.default_style!r} has no model; styles: {', '.join(styles)}",
+              file=sys.stderr)
+        return 2
+    app = build_application(config, styles)
+    if config.webhook_url:
+        app.run_webhook(
+            listen=config.webhook_listen, port=config.webhook_port,
+            url_path=urlsplit(config.webhook_url).path.lstrip("/"), webhook_url=config.webhook_url,
+            secret_token=config.webhook_secret or None, allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Bot configuration from the environment and ``.env``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
+
+MISSING_TOKEN = (
+    "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather in Telegram (/newbot) and put its token "
+    "in .env (see .env.example) or in the environment."
+)
+
+
+class ConfigError(Exception):
+    """A missing or malformed setting; the message is one line meant for the person starting the bot."""
+
+
+@dataclass(frozen=True)
+class Config:
+    token: str
+    base_url: str = DEFAULT_BASE_URL
+    base_file_url: str = DEFAULT_BASE_FILE_URL
+    database_path: Path = Path("data/bot.sqlite3")
+    models_dir: Path = Path("models")
+    soundfont: Path | None = None
+    #: Empty: everyone may use the bot.
+    allowed_user_ids: frozenset[int] = frozenset()
+    #: Processes that compose and render at the same time.
+    workers: int = 2
+    #: Pieces waiting or in progress, all users together, before new requests are turned away.
+    max_queue: int = 100
+    #: At most ``rate_limit`` pieces per user within ``rate_window`` seconds (0 turns the limit off).
+    rate_limit: int = 6
+    rate_window: float = 60.0
+    #: Seconds one piece may take, composing and rendering, before the user gets an apology.
+    job_timeout: float = 60.0
+    default_style: str = "classical"
+    #: Public HTTPS URL for webhook mode; empty means long polling.
+    webhook_url: str = ""
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret: str = ""
+    log_level: str = "INFO"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _user_ids(raw: str) -> frozenset[int]:
+    ids = [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+    try:
+        return frozenset(int(part) for part in ids)
+    except ValueError:
+        raise ConfigError(f"ALLOWED_USER_IDS must be comma-separated numeric user ids, got {raw!r}") from None
+
+
+def load_config(env: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")) -> Config:
+    """Settings from ``env`` (the process environment by default) over those in ``dotenv_path``."""
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if env is None else env)
+    token = merged.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        raise ConfigError(MISSING_TOKEN)
+    if any(c.isspace() for c in token) or "/" in token:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN looks malformed: it should look like 123456:ABC-DEF... as @BotFather gives it"
+        )
+    soundfont = merged.get("SOUNDFONT", "").strip()
+    return Config(
+        token=token,
+        base_url=merged.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
+        base_file_url=merged.get("TELEGRAM_BASE_FILE_URL", "").strip() or DEFAULT_BASE_FILE_URL,
+        database_path=Path(merged.get("DATABASE_PATH", "").strip() or Config.database_path),
+        models_dir=Path(merged.get("MODELS_DIR", "").strip() or Config.models_dir),
+        soundfont=Path(soundfont) if soundfont else None,
+        allowed_user_ids=_user_ids(merged.get("ALLOWED_USER_IDS", "")),
+        workers=_int(merged, "COMPOSE_WORKERS", min(2, os.cpu_count() or 1), low=1),
+        max_queue=_int(merged, "COMPOSE_MAX_QUEUE", Config.max_queue, low=1),
+        rate_limit=_int(merged, "RATE_LIMIT", Config.rate_limit),
+        rate_window=_float(merged, "RATE_WINDOW_SECONDS", Config.rate_window),
+        job_timeout=_float(merged, "COMPOSE_TIMEOUT_SECONDS", Config.job_timeout),
+        default_style=merged.get("DEFAULT_STYLE", "").strip() or Config.default_style,
+        webhook_url=merged.get("WEBHOOK_URL", "").strip(),
+        webhook_listen=merged.get("WEBHOOK_LISTEN", "").strip() or Config.webhook_listen,
+        webhook_port=_int(merged, "WEBHOOK_PORT", Config.webhook_port, low=1),
+        webhook_secret=merged.get("WEBHOOK_SECRET", "").strip(),
+        log_level=(merged.get("LOG_LEVEL", "").strip() or Config.log_level).upper(),
+    )

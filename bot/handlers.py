@@ -1,0 +1,279 @@
+"""Update handlers: commands, settings, uploads, buttons, and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot import keyboards
+from bot.i18n import COMMANDS, pick_language, style_description, t
+from bot.jobs import MAX_SEED_BYTES, Ask, submit
+from bot.services import Services, services, user_context
+from bot.settings import (
+    BARS_RANGE,
+    TEMPERATURE_RANGE,
+    TEMPO_RANGE,
+    InvalidValue,
+    Settings,
+    parse_bars,
+    parse_language,
+    parse_style,
+    parse_temperature,
+    parse_tempo,
+)
+from composer.errors import ComposerError
+from composer.instruments import instrument_name, program_for
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+async def check_access(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Stop updates from users outside ``ALLOWED_USER_IDS`` (when it is set), with a polite word."""
+    allowed = services(context).config.allowed_user_ids
+    user = update.effective_user
+    if not allowed or (user is not None and user.id in allowed):
+        return
+    lang = pick_language(None, user.language_code if user else None)
+    if update.callback_query is not None:
+        await update.callback_query.answer(t(lang, "not_allowed"))
+    elif update.effective_chat is not None:
+        await context.bot.send_message(update.effective_chat.id, t(lang, "not_allowed"))
+    raise ApplicationHandlerStop
+
+
+def _style_list(found: Services, lang: str) -> str:
+    return "\n".join(f"• {name}: {style_description(name, lang, d)}" for name, d in found.styles.items())
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found, _, lang = await user_context(update, context)
+    name = update.effective_user.first_name if update.effective_user else ""
+    text = f"{t(lang, 'start', name=name)}\n\n{t(lang, 'styles_header')}\n{_style_list(found, lang)}"
+    keyboard = keyboards.styles_keyboard(list(found.styles))
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found, _, lang = await user_context(update, context)
+    await update.effective_message.reply_text(t(
+        lang, "help", styles=", ".join(found.styles), t_low=TEMPERATURE_RANGE[0], t_high=TEMPERATURE_RANGE[1],
+        b_low=BARS_RANGE[0], b_high=BARS_RANGE[1], tempo_low=TEMPO_RANGE[0], tempo_high=TEMPO_RANGE[1],
+    ))
+
+
+def _params(found: Services, settings: Settings, style: str | None = None) -> dict[str, Any]:
+    return {"style": style or found.style_of(settings), "bars": settings.bars,
+            "temperature": settings.temperature, "tempo": settings.tempo, "instrument": settings.instrument}
+
+
+def _ask(update: Update, lang: str, kind: str, params: dict[str, Any], **extra: Any) -> Ask:
+    message = update.effective_message
+    return Ask(user_id=update.effective_user.id, chat_id=update.effective_chat.id,
+               message_id=message.message_id if message and not update.callback_query else None,
+               language=lang, kind=kind, params=params, **extra)
+
+
+async def compose_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found, settings, lang = await user_context(update, context)
+    style = None
+    if context.args:
+        try:
+            style = _parse_style(" ".join(context.args), found)
+        except InvalidValue as exc:
+            await update.effective_message.reply_text(_invalid(lang, exc, found))
+            return
+    await submit(update, context, _ask(update, lang, "compose", _params(found, settings, style)))
+
+
+def _invalid(lang: str, exc: InvalidValue, found: Services) -> str:
+    return t(lang, exc.key, styles=", ".join(found.styles), **exc.fields)
+
+
+def _parse_instrument(text: str) -> str:
+    try:
+        return instrument_name(program_for(text))
+    except ComposerError:
+        raise InvalidValue("bad_instrument", value=text) from None
+
+
+def _shown(found: Services, settings: Settings, lang: str, name: str, telegram_code: str | None) -> str:
+    """A setting's current value as the user reads it."""
+    value = getattr(settings, name)
+    if name == "style":
+        return found.style_of(settings)
+    if value is None and name in ("tempo", "instrument"):
+        return t(lang, f"auto_{name}")
+    if name == "language":
+        shown = t(pick_language(value, telegram_code), "language_name")
+        return shown if value else t(lang, "auto_language", value=shown)
+    return str(value)
+
+
+def _parse_style(text: str, found: Services) -> str:
+    return parse_style(text.replace(" ", ""), list(found.styles))
+
+
+
+#: Setting name -> (parser of a typed value, range for the "show" message).
+SETTERS: dict[str, tuple[Callable[[str, Services], Any], tuple[object, object]]] = {
+    "style": (_parse_style, ("", "")),
+    "temperature": (lambda text, _: parse_temperature(text), TEMPERATURE_RANGE),
+    "bars": (lambda text, _: parse_bars(text), BARS_RANGE),
+    "tempo": (lambda text, _: parse_tempo(text), TEMPO_RANGE),
+    "instrument": (lambda text, _: _parse_instrument(text), ("", "")),
+    "language": (lambda text, _: parse_language(text), ("", "")),
+}
+#: Settings that take ``auto`` for "back to the default".
+AUTO_SETTINGS = ("tempo", "instrument", "language")
+
+
+def setting_command(name: str) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
+    """``/NAME VALUE`` saves a validated value; ``/NAME`` shows the value and what is allowed."""
+
+    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        found, settings, lang = await user_context(update, context)
+        user = update.effective_user
+        reply = update.effective_message.reply_text
+        text = " ".join(context.args or []).strip()
+        parse, (low, high) = SETTERS[name]
+        if not text:
+            await reply(t(lang, f"show_{name}", value=_shown(found, settings, lang, name, user.language_code),
+                          low=low, high=high, styles=", ".join(found.styles)))
+            return
+        try:
+            value = None if text.lower() == AUTO and name in AUTO_SETTINGS else parse(text, found)
+        except InvalidValue as exc:
+            await reply(_invalid(lang, exc, found))
+            return
+        settings = await found.storage.update_settings(user.id, **{name: value})
+        lang = pick_language(settings.language, user.language_code)
+        await reply(t(lang, "saved", setting=t(lang, f"name_{name}"),
+                      value=_shown(found, settings, lang, name, user.language_code)))
+
+    return handler
+
+
+async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found, settings, lang = await user_context(update, context)
+    code = update.effective_user.language_code
+    shown = {n: _shown(found, settings, lang, n, code)
+             for n in ("style", "temperature", "bars", "tempo", "instrument", "language")}
+    await update.effective_message.reply_text(t(lang, "settings", **shown))
+
+
+async def reset_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    found = services(context)
+    user = update.effective_user
+    await found.storage.reset_settings(user.id)
+    await update.effective_message.reply_text(t(pick_language(None, user.language_code), "reset_done"))
+
+
+async def document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A document is a seed: refuse big files before downloading, let the composer judge the rest."""
+    found, settings, lang = await user_context(update, context)
+    doc = update.effective_message.document
+    if doc.file_size is not None and doc.file_size > MAX_SEED_BYTES:
+        await update.effective_message.reply_text(t(lang, "midi_too_large", limit=MAX_SEED_BYTES // 1024))
+        return
+    await submit(update, context, _ask(update, lang, "seed", _params(found, settings), file_id=doc.file_id))
+
+
+def media_reply(key: str) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
+    """A handler that answers a message the bot cannot use with the text ``key``."""
+
+    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        _, _, lang = await user_context(update, context)
+        await update.effective_message.reply_text(t(lang, key))
+
+    return handler
+
+
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    found, settings, lang = await user_context(update, context)
+    action, argument = keyboards.parse_callback(query.data)
+    if action == keyboards.STYLES:
+        await query.answer()
+        await context.bot.send_message(update.effective_chat.id, t(lang, "choose_style"),
+                                       reply_markup=keyboards.styles_keyboard(list(found.styles)))
+        return
+    if action == keyboards.STYLE:
+        if argument not in found.styles:
+            await query.answer(t(lang, "unknown_style", value=argument, styles=", ".join(found.styles)))
+            return
+        await found.storage.update_settings(update.effective_user.id, style=argument)
+        await query.answer(t(lang, "style_chosen", style=argument))
+        await submit(update, context, _ask(update, lang, "compose", _params(found, settings, argument)))
+        return
+    if action in (keyboards.AGAIN, keyboards.CONTINUE) and argument.isdigit():
+        composition = await found.storage.get_composition(int(argument))
+        if composition is None or composition.request.chat_id != update.effective_chat.id:
+            await query.answer(t(lang, "gone"), show_alert=True)
+            return
+        await query.answer()
+        source = composition.request
+        if action == keyboards.AGAIN:
+            ask = _ask(update, lang, "again", source.params, primer_midi=source.primer_midi,
+                       parent_id=source.parent_id)
+        else:
+            ask = _ask(update, lang, "continue", source.params, primer_midi=composition.midi,
+                       parent_id=composition.id)
+        await submit(update, context, ask)
+        return
+    await query.answer(t(lang, "gone"))
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the error and, if a person is waiting, apologise in their language."""
+    log.error("error while handling an update", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    user = update.effective_user
+    lang = pick_language(None, user.language_code if user else None)
+    try:
+        if user is not None:
+            lang = pick_language((await services(context).storage.get_settings(user.id)).language,
+                                 user.language_code)
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+        await context.bot.send_message(update.effective_chat.id, t(lang, "error"))
+    except Exception as exc:  # the apology itself failed: the log above already has the cause
+        log.warning("could not apologise to chat %s: %s", update.effective_chat.id, exc)
+
+
+def register(app: Application) -> None:
+    """Every handler, in order; edited messages are ignored so an edit never composes twice."""
+    new = filters.UpdateType.MESSAGE
+    app.add_handler(TypeHandler(Update, check_access), group=-1)
+    commands = {"start": start, "help": help_command, "compose": compose_command,
+                **{name: setting_command(name) for name in SETTERS},
+                "settings": settings_command, "reset": reset_command}
+    if set(commands) != set(COMMANDS):
+        raise RuntimeError("the command menu and the handlers differ")
+    for name, callback in commands.items():
+        app.add_handler(CommandHandler(name, callback, filters=new))
+    app.add_handler(MessageHandler(new & filters.Document.ALL, document))
+    app.add_handler(MessageHandler(new & filters.PHOTO, media_reply("photo")))
+    sound = filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE
+    app.add_handler(MessageHandler(new & sound, media_reply("voice")))
+    app.add_handler(MessageHandler(new & filters.COMMAND, media_reply("unknown_command")))
+    app.add_handler(MessageHandler(new & filters.TEXT, media_reply("text_hint")))
+    app.add_handler(MessageHandler(new, media_reply("other_media")))
+    app.add_handler(CallbackQueryHandler(button))
+    app.add_error_handler(on_error)
+

@@ -1,0 +1,156 @@
+"""Composition off the event loop: a process pool with a bounded queue, and per-user admission."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from composer.compose import ComposeRequest
+from composer.model_store import ModelLibrary
+from composer.piece import Piece, make_piece
+
+log = logging.getLogger(__name__)
+
+_library: ModelLibrary | None = None
+
+
+def _init_worker(models_dir: Path) -> None:
+    """Load every model once per worker process, before the first job arrives."""
+    global _library
+    _library = ModelLibrary(models_dir)
+    for info in _library.styles():
+        _library.get(info.name)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker process needs for one piece (picklable)."""
+
+    request: ComposeRequest
+    primer_midi: bytes | None
+    title: str
+    soundfont: Path | None
+
+
+def _run(job: Job) -> Piece:
+    assert _library is not None, "worker not initialised"
+    return make_piece(job.request, _library, primer_midi=job.primer_midi, soundfont=job.soundfont,
+                      title=job.title)
+
+
+class Overloaded(Exception):
+    """More pieces are queued than the bot takes on at once."""
+
+
+class Workers:
+    """A pool of worker processes; at most ``max_queue`` jobs waiting or running."""
+
+    def __init__(self, models_dir: Path, workers: int, max_queue: int, timeout: float) -> None:
+        self.models_dir = models_dir
+        self.workers = workers
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self.in_flight = 0
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        # spawn: the parent runs threads (aiosqlite, httpx), which forking would copy in a broken state.
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(self.models_dir,),
+        )
+
+    async def run(self, job: Job) -> Piece:
+        """The piece for ``job``; raises ``Overloaded``, ``TimeoutError`` or the composer's errors."""
+        if self._pool is None:
+            raise RuntimeError("workers not started")
+        if self.in_flight >= self.max_queue:
+            raise Overloaded
+        self.in_flight += 1
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._pool, _run, job)
+            return await asyncio.wait_for(future, self.timeout)
+        except BrokenProcessPool:
+            log.error("a worker process died; starting a fresh pool")
+            self.shutdown()
+            self.start()
+            raise
+        finally:
+            self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class Busy(Exception):
+    """The user's previous piece is still being made."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class Gate:
+    """One piece at a time per user, and at most ``limit`` pieces per ``window`` seconds (0: no limit)."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._busy: set[int] = set()
+        self._recent: dict[int, deque[float]] = {}
+
+    def enter(self, user_id: int) -> None:
+        """Admit the user's next piece or raise ``Busy`` / ``RateLimited``."""
+        if user_id in self._busy:
+            raise Busy
+        now = self.clock()
+        recent = self._recent.setdefault(user_id, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if self.limit and len(recent) >= self.limit:
+            raise RateLimited(recent[0] + self.window - now)
+        recent.append(now)
+        self._busy.add(user_id)
+
+    def leave(self, user_id: int) -> None:
+        self._busy.discard(user_id)
+
+
+def retry_seconds(exc: RateLimited) -> int:
+    return max(1, math.ceil(exc.retry_after))
+
+
+@contextlib.asynccontextmanager
+async def repeating(action: Callable[[], Awaitable[object]], every: float = 4.0) -> AsyncIterator[None]:
+    """Run ``action`` now and every ``every`` seconds until the block ends (a chat action lasts ~5 s)."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await action()
+            except Exception as exc:  # a lost chat action must never break the piece itself
+                log.debug("repeated action failed: %s", exc)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
