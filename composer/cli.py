@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from composer.errors import ComposerError
+from composer.model_store import default_models_dir
 from composer.styles import BUILTIN_STYLES
 
-DEFAULT_MODELS = Path("models")
+DEFAULT_MODELS = default_models_dir()
 DEFAULT_CACHE = Path("data/cache")
+MAX_COUNT = 32
 
 
 class UsageError(Exception):
     """A bad argument: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit status 2), without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -46,8 +58,54 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _styles(args: argparse.Namespace) -> int:
+    from composer.instruments import instrument_name
+    from composer.model_store import ModelLibrary
+
+    styles = ModelLibrary(args.models).styles()
+    if not styles:
+        raise UsageError(f"no trained models in {args.models}")
+    width = max(len(s.name) for s in styles)
+    for s in styles:
+        print(f"{s.name:<{width}}  {s.description} ({instrument_name(s.program)}, "
+              f"{s.time_signature[0]}/{s.time_signature[1]}, {s.tempo_bpm:g} bpm)")
+    return 0
+
+
+def _compose(args: argparse.Namespace) -> int:
+    from composer.compose import MAX_SEED, ComposeRequest, compose
+    from composer.extract import melody_from_midi
+    from composer.model_store import ModelLibrary
+
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT}, not {args.count}")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"{args.out.parent} is not a folder")
+    if args.primer is not None and not args.primer.is_file():
+        raise UsageError(f"{args.primer}: no such file")
+    request = ComposeRequest(
+        style=args.style, bars=args.bars, temperature=args.temperature, top_p=args.top_p,
+        tempo_bpm=args.tempo, instrument=args.instrument, seed=args.seed,
+        primer=melody_from_midi(args.primer) if args.primer is not None else None,
+        primer_bars=args.primer_bars, candidates=args.candidates,
+    )
+    library = ModelLibrary(args.models)
+    seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    suffix = args.out.suffix or ".mid"
+    outs = [args.out] if args.count == 1 else [
+        args.out.with_name(f"{args.out.stem}-{i}{suffix}") for i in range(1, args.count + 1)
+    ]
+    for i, out in enumerate(outs):
+        composition = compose(replace(request, seed=(seed + i) % (MAX_SEED + 1)), library)
+        out.write_bytes(composition.midi_bytes())
+        print(f"{out}: {composition.description()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m composer", description=__doc__)
+    from composer import compose as c
+
+    parser = Parser(prog="python -m composer", description=__doc__)
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="folder of trained models")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -64,6 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target-tokens", type=int, default=1_000_000,
                        help="training tokens per epoch to reach with transpositions")
     train.set_defaults(func=_train)
+
+    styles = sub.add_parser("styles", help="list the trained styles")
+    styles.set_defaults(func=_styles)
+
+    compose = sub.add_parser("compose", help="compose a melody and write it as a MIDI file")
+    compose.add_argument("style", help="a style, a mix 'a+b', or weighted 'a:0.7,b:0.3'")
+    compose.add_argument("--out", type=Path, required=True,
+                         help="MIDI file to write (FILE-1.mid ... FILE-K.mid with --count K)")
+    compose.add_argument("--bars", type=int, default=16, help=f"bars to compose, {c.MIN_BARS}..{c.MAX_BARS}")
+    compose.add_argument("--temperature", type=float, default=1.0,
+                         help=f"randomness, {c.MIN_TEMPERATURE}..{c.MAX_TEMPERATURE} (default 1.0)")
+    compose.add_argument("--top-p", type=float, default=0.95,
+                         help=f"sample from the likeliest notes holding this much probability, "
+                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P}")
+    compose.add_argument("--seed", type=int, help="the same seed and settings give the same melody")
+    compose.add_argument("--primer", type=Path, help="a MIDI file whose melody to continue")
+    compose.add_argument("--primer-bars", type=int, default=4, help="continue the primer's last N bars")
+    compose.add_argument("--tempo", type=float, help=f"beats per minute, {c.MIN_TEMPO:g}..{c.MAX_TEMPO:g} "
+                                                     "(default: the primer's or the style's)")
+    compose.add_argument("--instrument", help="General MIDI instrument name or program 0..127")
+    compose.add_argument("--candidates", type=int, default=4,
+                         help=f"draw N candidates and keep the best, {c.MIN_CANDIDATES}..{c.MAX_CANDIDATES}")
+    compose.add_argument("--count", type=int, default=1, help="write K melodies (seeds S, S+1, ...)")
+    compose.set_defaults(func=_compose)
     return parser
 
 
