@@ -1,0 +1,140 @@
+"""MIDI to OGG/Opus: checked from the bytes themselves (Ogg pages, Opus header, decoded samples)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile
+
+from composer.audio import SAMPLE_RATE, render_ogg
+from composer.errors import RenderError
+from composer.melody import HOLD, REST, Melody
+from composer.midi_writer import melody_to_midi
+
+
+def sixteen_bars() -> Melody:
+    """A 16-bar tune in 4/4 at 120 bpm (32 s) with quavers, held notes and rests; the last note is long."""
+    bar = [60, HOLD, 62, HOLD, 64, HOLD, HOLD, HOLD, 67, HOLD, REST, HOLD, 65, 64, 62, HOLD]
+    last = [60, *[HOLD] * 15]
+    return Melody(tuple(bar * 15 + last), tempo_bpm=120.0, program=0, key="C major")
+
+
+@pytest.fixture(scope="module")
+def midi() -> bytes:
+    return melody_to_midi(sixteen_bars())
+
+
+@pytest.fixture(scope="module")
+def ogg(midi: bytes) -> bytes:
+    return render_ogg(midi)
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary-files folder of this test's own, to see that rendering leaves nothing in it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_is_ogg_opus_at_48k_mono(ogg: bytes) -> None:
+    assert ogg[:4] == b"OggS"
+    assert ogg[28:36] == b"OpusHead"  # the first packet of the first Ogg page: the Opus ID header
+    info = soundfile.info(io.BytesIO(ogg))
+    assert (info.format, info.subtype) == ("OGG", "OPUS")
+    assert (info.samplerate, info.channels) == (SAMPLE_RATE, 1)
+
+
+def test_length_matches_the_midi(ogg: bytes, midi: bytes) -> None:
+    midi_seconds = mido.MidiFile(file=io.BytesIO(midi)).length
+    assert midi_seconds == pytest.approx(32.0, abs=0.01)
+    audio, rate = soundfile.read(io.BytesIO(ogg), dtype="float32")
+    assert abs(len(audio) / rate - midi_seconds) < 1.0
+
+
+def test_is_loud_not_clipped_and_fades_out(ogg: bytes) -> None:
+    audio, rate = soundfile.read(io.BytesIO(ogg), dtype="float32")
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert rms > 0.05  # about -26 dBFS or louder: clearly audible, not silence
+    assert np.abs(audio).max() < 1.0
+    second_rms = np.sqrt(np.mean(audio[: len(audio) // rate * rate].reshape(-1, rate) ** 2, axis=1))
+    assert (second_rms > 0.01).all(), "a second of the tune is silent"
+    assert np.abs(audio[-rate // 50 :]).max() < 0.02  # the last 20 ms are faded out
+
+
+def test_bitrate_suits_a_voice_message(ogg: bytes) -> None:
+    assert 40_000 < len(ogg) < 400_000  # 32 s at about 48 kbit/s
+
+
+def test_soundfont_from_argument_env_or_default(midi: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOUNDFONT", "/nonexistent/from-env.sf2")
+    with pytest.raises(RenderError, match="from-env.sf2") as caught:
+        render_ogg(midi)
+    assert caught.value.code == "missing_soundfont"
+    assert "apt-get install fluidsynth fluid-soundfont-gm" in str(caught.value)
+    with pytest.raises(RenderError, match="from-argument.sf2"):
+        render_ogg(midi, soundfont=Path("/nonexistent/from-argument.sf2"))
+
+
+def test_a_file_that_is_not_a_soundfont_is_refused(midi: bytes, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.sf2"
+    fake.write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    with pytest.raises(RenderError, match="not a SoundFont") as caught:
+        render_ogg(midi, soundfont=fake)
+    assert caught.value.code == "missing_soundfont"
+
+
+def test_missing_fluidsynth_names_the_package(
+    midi: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RenderError, match="apt-get install fluidsynth fluid-soundfont-gm") as caught:
+        render_ogg(midi)
+    assert caught.value.code == "missing_tool"
+
+
+def test_a_hung_renderer_is_killed_and_leaves_no_files(
+    midi: bytes, tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    hung = tools / "fluidsynth"
+    hung.write_text("#!/bin/sh\nexec sleep 30\n")
+    hung.chmod(0o755)
+    (tools / "opusenc").symlink_to(shutil.which("opusenc") or "/usr/bin/opusenc")
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/bin")
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_ogg(midi, timeout=0.5)
+    assert caught.value.code == "timeout"
+    assert time.monotonic() - started < 5.0
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_temporary_files_are_removed_after_success(midi: bytes, private_tmp: Path) -> None:
+    short = melody_to_midi(Melody((72, HOLD, HOLD, HOLD, 74, HOLD, HOLD, HOLD), tempo_bpm=100.0))
+    audio, rate = soundfile.read(io.BytesIO(render_ogg(short)))
+    assert abs(len(audio) / rate - mido.MidiFile(file=io.BytesIO(short)).length) < 1.0
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_midi_without_notes_is_reported_silent(private_tmp: Path) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_ogg(melody_to_midi(Melody((REST, HOLD, HOLD, HOLD))))
+    assert caught.value.code == "silent"
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_bytes_that_are_not_midi_are_refused() -> None:
+    with pytest.raises(RenderError) as caught:
+        render_ogg(b"this is not a MIDI file")
+    assert caught.value.code == "bad_midi"
