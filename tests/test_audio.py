@@ -77,11 +77,11 @@ def test_bitrate_suits_a_voice_message(ogg: bytes) -> None:
 
 def test_soundfont_from_argument_env_or_default(midi: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOUNDFONT", "/nonexistent/from-env.sf2")
-    with pytest.raises(RenderError, match="from-env.sf2") as caught:
+    with pytest.raises(RenderError, match=r"from-env\.sf2") as caught:
         render_ogg(midi)
     assert caught.value.code == "missing_soundfont"
     assert "apt-get install fluidsynth fluid-soundfont-gm" in str(caught.value)
-    with pytest.raises(RenderError, match="from-argument.sf2"):
+    with pytest.raises(RenderError, match=r"from-argument\.sf2"):
         render_ogg(midi, soundfont=Path("/nonexistent/from-argument.sf2"))
 
 
