@@ -12,3 +12,40 @@ import pytest
 def models_dir() -> Path:
     """The trained models the tests run against (the shipped ones unless COMPOSER_TEST_MODELS says)."""
     return Path(os.environ.get("COMPOSER_TEST_MODELS", "models"))
+
+
+#: Shapes of the untrained test-fixture models: two styles that stack, one that does not.
+UNTRAINED_STYLES = {
+    "alpha": {"units": 24, "layers": 2, "seed": 1, "time_signature": [4, 4], "program": 40},
+    "beta": {"units": 24, "layers": 2, "seed": 2, "time_signature": [3, 4], "program": 73},
+    "gamma": {"units": 16, "layers": 3, "seed": 3, "time_signature": [6, 8], "program": 0},
+}
+
+
+@pytest.fixture(scope="session")
+def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test fixture, NOT a shipped model: tiny Keras models with random weights, exported as training
+    exports them, so the sampler's tests need no trained model."""
+    import json
+
+    import numpy as np
+
+    from composer.encoding import MAX_POSITIONS, VOCAB_SIZE
+    from composer.keras_model import build_keras_model, export_weights
+    from composer.lstm import ModelConfig
+
+    root = tmp_path_factory.mktemp("untrained_models")
+    for name, spec in UNTRAINED_STYLES.items():
+        config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, 8, 4, spec["units"], spec["layers"])
+        weights = export_weights(build_keras_model(config))
+        rng = np.random.default_rng(spec["seed"])
+        # Keras' initial weights give near-uniform outputs; random ones make sharper, testable ones.
+        weights = {k: rng.normal(0.0, 0.4, v.shape).astype(np.float32) for k, v in weights.items()}
+        weights["dense_kernel"] *= 5.0
+        folder = root / name
+        folder.mkdir()
+        np.savez(folder / "weights.npz", **weights)
+        meta = {**config.__dict__, "style": name, "description": f"untrained test fixture {name}",
+                "program": spec["program"], "time_signature": spec["time_signature"], "tempo_bpm": 110}
+        (folder / "config.json").write_text(json.dumps(meta))
+    return root
