@@ -91,12 +91,18 @@ class PreparedData:
 
 
 def prepare(melodies: list[Melody], target_tokens: int, seed: int) -> PreparedData:
-    """Split by piece, then add random transpositions until an epoch holds about ``target_tokens``."""
+    """Split by piece, then augment the training pieces to about ``target_tokens`` an epoch.
+
+    Each piece gets ``k`` random transpositions and is itself repeated ``k`` times, so half of an
+    epoch keeps the corpus's own keys (the test split is in them) and half teaches other keys.
+    """
     split = split_pieces(melodies)
     rng = random.Random(seed)
     train_tokens = sum(m.n_steps + 1 for m in split.train)
-    per_piece = int(np.clip(round(target_tokens / max(train_tokens, 1)) - 1, 0, 12))
-    augmented = [t for m in split.train for t in transpositions(m, per_piece, rng)]
+    per_piece = int(np.clip(round(target_tokens / max(2 * train_tokens, 1)), 0, 6))
+    augmented = []
+    for melody in split.train:
+        augmented += [melody] * max(per_piece - 1, 0) + transpositions(melody, per_piece, rng)
     return PreparedData(split, augmented, per_piece)
 
 

@@ -28,7 +28,7 @@ class TrainOptions:
     token_embedding: int = 48
     position_embedding: int = 16
     dropout: float = 0.15
-    batch_size: int = 128
+    batch_size: int = 64
     learning_rate: float = 3e-3
     max_epochs: int = 30
     patience: int = 2
