@@ -102,6 +102,16 @@ def _compose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from composer.evaluate import evaluate_all, nll_table
+
+    cards = evaluate_all(args.models, args.cache)
+    if not cards:
+        raise UsageError(f"no trained models in {args.models}")
+    print(nll_table(cards))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from composer import compose as c
 
@@ -122,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target-tokens", type=int, default=1_000_000,
                        help="training tokens per epoch to reach with transpositions")
     train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")
+    evaluate.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="parsed-corpus cache folder")
+    evaluate.set_defaults(func=_evaluate)
 
     styles = sub.add_parser("styles", help="list the trained styles")
     styles.set_defaults(func=_styles)
