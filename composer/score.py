@@ -8,8 +8,10 @@ than CairoSVG does.
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
+import threading
 
 import music21
 import verovio
@@ -27,6 +29,7 @@ RSVG_HINT = "apt-get install librsvg2-bin"
 
 _SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+_VEROVIO_LOCK = threading.Lock()
 _VEROVIO_OPTIONS = {
     "pageWidth": PAGE_WIDTH_PX * 100 // SCALE,
     "pageHeight": 60000,  # the maximum: every system on one page, then cut to the content
@@ -51,13 +54,26 @@ def render_png(melody: Melody, title: str, timeout: float = 10.0) -> bytes:
     Treble or bass clef by range, key signature (``melody.key``, else estimated), time signature and
     tempo; systems wrap to the page width. Raises ``RenderError`` if engraving or rasterising fails.
     """
+    return _svg_to_png(_engrave(melody_to_musicxml(melody, title)), timeout)
+
+
+def _engrave(musicxml: str) -> str:
+    """The score as one SVG page. Verovio's toolkit is not thread-safe (concurrent ones fail to load
+    their fonts), so the process keeps one and lends it under a lock; engraving takes about 20 ms."""
+    with _VEROVIO_LOCK:
+        toolkit = _toolkit()
+        if not toolkit.loadData(musicxml):
+            raise RenderError("verovio could not read the score")
+        if toolkit.getPageCount() != 1:
+            raise RenderError(f"the score took {toolkit.getPageCount()} pages, expected one")
+        return toolkit.renderToSVG(1)
+
+
+@functools.cache
+def _toolkit() -> verovio.toolkit:
     toolkit = verovio.toolkit()
     toolkit.setOptions(_VEROVIO_OPTIONS)
-    if not toolkit.loadData(melody_to_musicxml(melody, title)):
-        raise RenderError("verovio could not read the score")
-    if toolkit.getPageCount() != 1:
-        raise RenderError(f"the score took {toolkit.getPageCount()} pages, expected one")
-    return _svg_to_png(toolkit.renderToSVG(1), timeout)
+    return toolkit
 
 
 def melody_to_musicxml(melody: Melody, title: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,13 @@ def test_other_metres_and_an_empty_melody_render(metre: tuple[int, int]) -> None
     assert (time.findtext("beats"), time.findtext("beat-type")) == (str(metre[0]), str(metre[1]))
     assert decode(render_png(melody, "t")).shape[1] == PAGE_WIDTH_PX
     assert decode(render_png(Melody((REST, *[HOLD] * 15)), "silence")).shape[1] == PAGE_WIDTH_PX
+
+
+def test_threads_can_render_at_once() -> None:
+    melodies = [tune(bars) for bars in (2, 8, 12)] * 3
+    expected = [render_png(m, "t") for m in melodies]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(render_png, melodies, ["t"] * len(melodies))) == expected
 
 
 def test_missing_rasteriser_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
