@@ -11,7 +11,7 @@ import numpy as np
 from composer.encoding import decode, encode, fit_range
 from composer.errors import ComposerError, StyleError
 from composer.instruments import instrument_name, program_for
-from composer.judge import sanity_penalty
+from composer.judge import candidate_scores
 from composer.keys import estimate_keys, key_name
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
@@ -152,11 +152,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      rng=np.random.default_rng(seed), temperature=request.temperature, top_p=request.top_p,
                      primer=primer_tokens, cadence_from=steps - spb)
     melodies = [decode(primer_tokens + row.tolist(), like) for row in samples.tokens]
-    events = np.array([m.events for m in melodies])
-    tonics, minors = estimate_keys(events)
-    scores = samples.log_likelihood - [sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors,
-                                                                                   strict=True)]
-    best = int(np.argmax(scores))
-    melody = melodies[best].replace(events=_shift_back(events[best], -shift),
-                                    key=key_name((tonics[best] - shift) % 12, bool(minors[best])))
+    best = int(np.argmax(candidate_scores(melodies, samples.log_likelihood)))
+    (tonic,), (minor,) = estimate_keys(np.array([melodies[best].events]))
+    melody = melodies[best].replace(events=_shift_back(np.array(melodies[best].events), -shift),
+                                    key=key_name((tonic - shift) % 12, bool(minor)))
     return Composition(melody, request, mix, seed, len(primer_tokens), float(samples.log_likelihood[best]))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from composer.keys import stable_degrees
+import numpy as np
+
+from composer.keys import estimate_keys, stable_degrees
 from composer.melody import Melody
 
 #: The same pitch struck more often than this in a row starts to cost.
@@ -52,3 +54,11 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
     if last != home:
         penalty += NEAR_ENDING_COST if last in (third, fifth) else BAD_ENDING_COST
     return penalty
+
+
+def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:
+    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty
+    in its own estimated key. Melodies of one length."""
+    tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
+    penalties = [sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)]
+    return np.asarray(log_likelihood, float) - penalties
