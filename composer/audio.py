@@ -33,6 +33,8 @@ TAIL_SECONDS = 0.5
 FADE_SECONDS = 0.35
 PEAK = 10 ** (-1.0 / 20)  # -1 dBFS: headroom for the codec's overshoot
 SILENCE = 1e-4  # peak below about -80 dBFS counts as silence
+#: Longer MIDI is refused before rendering: it would hold the worker and a large buffer.
+MAX_SECONDS = 600.0
 BITRATE_KBPS = 48  # mono music: clean at 48 kbit/s, about 6 KB a second
 OPUS_COMPLEXITY = 6  # measured: 30% less CPU than the default 10
 
@@ -87,7 +89,8 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
 
     Raises ``RenderError``: ``missing_tool`` / ``missing_soundfont`` (message names the package),
     ``timeout`` when rendering and encoding take longer than ``timeout`` seconds, ``bad_midi``,
-    ``silent`` when nothing audible came out, ``render_failed`` for any other failure.
+    ``too_long`` (over ``MAX_SECONDS``), ``silent`` when nothing audible came out, ``render_failed``
+    for any other failure.
     """
     deadline = time.monotonic() + timeout
     font = check_setup(soundfont)
@@ -95,6 +98,8 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
         midi_seconds = mido.MidiFile(file=io.BytesIO(midi)).length
     except (OSError, ValueError, EOFError, KeyError, TypeError) as e:
         raise RenderError(f"not a playable MIDI file: {e}", code="bad_midi") from e
+    if midi_seconds > MAX_SECONDS:
+        raise RenderError(f"the MIDI lasts {midi_seconds:.0f} s, over {MAX_SECONDS:.0f} s", code="too_long")
     frames = round((midi_seconds + TAIL_SECONDS) * SAMPLE_RATE)
     with tempfile.TemporaryDirectory(prefix="composer-audio-") as folder:
         midi_path, wav_path = Path(folder, "in.mid"), Path(folder, "out.wav")

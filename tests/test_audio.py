@@ -134,6 +134,14 @@ def test_a_midi_without_notes_is_reported_silent(private_tmp: Path) -> None:
     assert list(private_tmp.iterdir()) == []
 
 
+def test_overlong_midi_is_refused_before_rendering(private_tmp: Path) -> None:
+    one_note = Melody((60, *[HOLD] * 2_799), tempo_bpm=60.0)  # 2,800 steps of 0.25 s: 700 s
+    with pytest.raises(RenderError) as caught:
+        render_ogg(melody_to_midi(one_note))
+    assert caught.value.code == "too_long"
+    assert list(private_tmp.iterdir()) == []
+
+
 def test_bytes_that_are_not_midi_are_refused() -> None:
     with pytest.raises(RenderError) as caught:
         render_ogg(b"this is not a MIDI file")
