@@ -9,6 +9,7 @@ than CairoSVG does.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import math
 import subprocess
 import threading
@@ -58,8 +59,7 @@ def render_png(melody: Melody, title: str, timeout: float = 10.0) -> bytes:
 
 
 def _engrave(musicxml: str) -> str:
-    """The score as one SVG page. Verovio's toolkit is not thread-safe (concurrent ones fail to load
-    their fonts), so the process keeps one and lends it under a lock; engraving takes about 20 ms."""
+    """The score as one SVG page, from the process's one verovio toolkit, lent under a lock."""
     with _VEROVIO_LOCK:
         toolkit = _toolkit()
         if not toolkit.loadData(musicxml):
@@ -71,7 +71,11 @@ def _engrave(musicxml: str) -> str:
 
 @functools.cache
 def _toolkit() -> verovio.toolkit:
-    toolkit = verovio.toolkit()
+    """A toolkit with its fonts. Verovio keeps its default resource path per thread, set only in the
+    thread that imported it; elsewhere a plain ``verovio.toolkit()`` finds no fonts. So: set it."""
+    toolkit = verovio.toolkit(False)
+    if not toolkit.setResourcePath(str(importlib.resources.files("verovio") / "data")):
+        raise RenderError("verovio's fonts are missing from its package")
     toolkit.setOptions(_VEROVIO_OPTIONS)
     return toolkit
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -145,6 +147,22 @@ def test_threads_can_render_at_once() -> None:
     expected = [render_png(m, "t") for m in melodies]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(render_png, melodies, ["t"] * len(melodies))) == expected
+
+
+def test_first_use_may_be_in_a_worker_thread() -> None:
+    """Verovio sets its font path only in the importing thread; a fresh process proves the fix."""
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from composer.melody import Melody\n"
+        "from composer.score import render_png\n"
+        "with ThreadPoolExecutor(1) as pool:\n"
+        "    print(len(pool.submit(render_png, Melody((60, -2, 62, -2)), 't').result()))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) > 1000
 
 
 def test_missing_rasteriser_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
