@@ -18,7 +18,7 @@ class MidiError(ComposerError):
     """A MIDI file that yields no usable melody.
 
     ``code`` is one of: ``not_midi``, ``corrupt``, ``too_large``, ``too_long``, ``no_notes``,
-    ``drums_only``.
+    ``drums_only``, ``unreadable`` (a path that is missing or not a regular file).
     """
 
     code = "corrupt"

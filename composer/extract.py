@@ -2,16 +2,22 @@
 
 Pick the melodic track (never drums; prefer many notes, high register, little overlap), take
 the top line where notes overlap, quantise to the step grid, keep tempo and time signature.
+
+MIDI files come from strangers, so the reader is a small Standard MIDI File parser of its own
+rather than mido's: it walks the bytes once without building message objects, so time and memory
+are linear in the (bounded) file size, and every malformed input ends in a ``MidiError``.
 """
 
 from __future__ import annotations
 
-import io
 import math
-from dataclasses import dataclass
+import os
+import stat
+import struct
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import mido
 import numpy as np
 
 from composer.errors import MidiError
@@ -23,9 +29,11 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_STEPS = 16_000
 MAX_NOTES = 200_000
 MAX_TRACKS = 256
+#: Data bytes of the system messages mido also accepts inside a track (they carry nothing we use).
+_SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     """A note in quarter-note units."""
 
@@ -43,71 +51,207 @@ class Voice:
     program: int = 0
 
 
-def melody_from_midi(source: bytes | str | Path) -> Melody:
-    """Read a MIDI file (bytes or a path) and return its melody, or raise ``MidiError``."""
-    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+def melody_from_midi(source: bytes | bytearray | memoryview | str | Path) -> Melody:
+    """Read a MIDI file (bytes, or a path on this machine) and return its melody, or raise ``MidiError``.
+
+    Bytes are never taken for a file name: user uploads go in as bytes.
+    """
+    data = _read_source(source)
+    try:
+        return _melody_from_bytes(data)
+    except MidiError:
+        raise
+    except Exception as exc:  # last line of defence: the fuzz tests run _melody_from_bytes unguarded
+        raise MidiError(f"unreadable MIDI file ({type(exc).__name__})", "corrupt") from exc
+
+
+def _melody_from_bytes(data: bytes) -> Melody:
+    """The melody of a Standard MIDI File (or RIFF RMID) held in memory."""
     if len(data) > MAX_FILE_BYTES:
         raise MidiError(f"file is {len(data)} bytes, limit {MAX_FILE_BYTES}", "too_large")
-    if not (data.startswith(b"MThd") or data.startswith(b"RIFF")):
+    if data.startswith(b"RIFF"):
+        data = _unwrap_rmid(data)
+    if not data.startswith(b"MThd"):
         raise MidiError("not a MIDI file (no MThd header)", "not_midi")
-    try:
-        mid = mido.MidiFile(file=io.BytesIO(data), clip=True)
-    except Exception as exc:  # mido raises many types on corrupt input
-        raise MidiError(f"corrupt MIDI file: {exc}", "corrupt") from exc
-    voices, tempo, time_signature = _read_mido(mid)
+    voices, tempo, time_signature = _read_smf(data)
     return melody_from_voices(voices, tempo, time_signature)
 
 
-def _read_mido(mid: mido.MidiFile) -> tuple[list[Voice], float, tuple[int, int]]:
-    if mid.type == 2:
-        raise MidiError("MIDI type 2 (sequential songs) is not supported", "corrupt")
-    if len(mid.tracks) > MAX_TRACKS:
-        raise MidiError(f"{len(mid.tracks)} tracks", "too_long")
-    tpq = mid.ticks_per_beat
-    if not tpq or tpq <= 0:
-        raise MidiError("SMPTE or zero time division is not supported", "corrupt")
-    tempo: float | None = None
+def _read_source(source: bytes | bytearray | memoryview | str | Path) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"expected bytes or a path, got {type(source).__name__}")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read.
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise MidiError(f"{source} is not a regular file", "unreadable")
+            return file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise MidiError(f"cannot read {source}: {exc.strerror}", "unreadable") from exc
+
+
+def _unwrap_rmid(data: bytes) -> bytes:
+    """The Standard MIDI File inside a RIFF RMID file (its ``data`` chunk)."""
+    if len(data) < 12 or data[8:12] != b"RMID":
+        raise MidiError("a RIFF file that is not RIFF MIDI", "not_midi")
+    end = min(len(data), 8 + struct.unpack_from("<I", data, 4)[0])
+    pos = 12
+    while pos + 8 <= end:
+        size = struct.unpack_from("<I", data, pos + 4)[0]
+        if data[pos : pos + 4] == b"data":
+            return data[pos + 8 : min(end, pos + 8 + size)]
+        pos += 8 + size + (size & 1)
+    raise MidiError("RIFF MIDI file without a data chunk", "not_midi")
+
+
+@dataclass
+class _Collected:
+    """What the reader keeps while it walks the tracks."""
+
+    ticks_per_quarter: int
+    max_ticks: int
+    tempo_bpm: float | None = None
     time_signature: tuple[int, int] | None = None
-    # Notes per (track, channel); program from the last program change before the first note.
-    open_notes: dict[tuple[int, int, int], list[int]] = {}
-    notes: dict[tuple[int, int], list[Note]] = {}
-    programs: dict[tuple[int, int], int] = {}
-    max_ticks = MAX_STEPS * tpq // STEPS_PER_QUARTER
-    count = 0
-    for t_index, track in enumerate(mid.tracks):
-        tick = 0
-        for msg in track:
-            tick += msg.time
-            if tick > max_ticks:
-                if msg.type in ("note_on", "note_off"):
-                    raise MidiError("melody longer than the limit", "too_long")
-                break
-            if msg.type == "set_tempo" and tempo is None and msg.tempo > 0:
-                tempo = mido.tempo2bpm(msg.tempo)
-            elif msg.type == "time_signature" and time_signature is None:
-                time_signature = (msg.numerator, msg.denominator)
-            elif msg.type == "program_change":
-                programs.setdefault((t_index, msg.channel), msg.program)
-            elif msg.type == "note_on" and msg.velocity > 0:
-                count += 1
-                if count > MAX_NOTES:
-                    raise MidiError("too many notes", "too_long")
-                open_notes.setdefault((t_index, msg.channel, msg.note), []).append(tick)
-            elif msg.type in ("note_off", "note_on"):
-                starts = open_notes.get((t_index, msg.channel, msg.note))
-                if starts:
-                    start = starts.pop(0)
-                    if tick > start:
-                        notes.setdefault((t_index, msg.channel), []).append(
-                            Note(msg.note, start / tpq, tick / tpq)
-                        )
+    note_ons: int = 0
+    # Start ticks of sounding notes per (track, channel, pitch), oldest first.
+    open_notes: dict[tuple[int, int, int], deque[int]] = field(default_factory=dict)
+    notes: dict[tuple[int, int], list[Note]] = field(default_factory=dict)
+    # The first program change of each (track, channel).
+    programs: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+def _read_smf(data: bytes) -> tuple[list[Voice], float, tuple[int, int]]:
+    """Voices, tempo and time signature of a Standard MIDI File, in one pass over its bytes."""
+    if len(data) < 14:
+        raise MidiError("the MIDI header is cut short", "corrupt")
+    header_size = struct.unpack_from(">I", data, 4)[0]
+    fmt, n_tracks, division = struct.unpack_from(">HHH", data, 8)
+    if header_size < 6:
+        raise MidiError(f"MIDI header of {header_size} bytes", "corrupt")
+    if fmt == 2:  # other unknown formats are read like 0 and 1: the tracks say what they hold
+        raise MidiError("MIDI type 2 (sequential songs) is not supported", "corrupt")
+    if n_tracks > MAX_TRACKS:
+        raise MidiError(f"{n_tracks} tracks, limit {MAX_TRACKS}", "too_long")
+    if division == 0 or division & 0x8000:
+        raise MidiError("SMPTE or zero time division is not supported", "corrupt")
+    got = _Collected(division, MAX_STEPS * division // STEPS_PER_QUARTER)
+    pos = 8 + header_size
+    track = 0
+    while track < n_tracks:
+        if pos + 8 > len(data):
+            raise MidiError(f"the file ends after {track} of {n_tracks} tracks", "corrupt")
+        start = pos + 8
+        pos = start + struct.unpack_from(">I", data, pos + 4)[0]
+        if pos > len(data):
+            raise MidiError("a track runs past the end of the file", "corrupt")
+        if data[start - 8 : start - 4] == b"MTrk":  # other chunk kinds are skipped, as the standard says
+            _read_track(data, start, pos, track, got)
+            track += 1
     voices = [
         Voice(sorted(ns, key=lambda n: n.start), is_drum=channel == 9,
-              program=programs.get((track, channel), 0))
-        for (track, channel), ns in notes.items()
+              program=got.programs.get((t, channel), 0))
+        for (t, channel), ns in got.notes.items()
     ]
-    bpm = tempo if tempo is not None and 20.0 <= tempo <= 400.0 else 120.0
-    return voices, bpm, time_signature or (4, 4)
+    bpm = got.tempo_bpm if got.tempo_bpm is not None and 20.0 <= got.tempo_bpm <= 400.0 else 120.0
+    return voices, bpm, got.time_signature or (4, 4)
+
+
+def _read_track(data: bytes, pos: int, end: int, track: int, got: _Collected) -> None:
+    """Read the events in ``data[pos:end]`` into ``got``; stop at End of Track or past the step limit."""
+    tick = 0
+    running = 0  # running status: the last channel status byte
+    while pos < end:
+        delta = data[pos]
+        if delta < 0x80:
+            pos += 1
+        else:
+            delta, pos = _varlen(data, pos, end)
+        tick += delta
+        if pos >= end:
+            raise _cut_short()
+        status = data[pos]
+        if status & 0x80:
+            pos += 1
+            if status < 0xF0:
+                running = status
+        elif running:
+            status = running
+        else:
+            raise MidiError("a data byte where a status byte belongs", "corrupt")
+        if status >= 0xF0:
+            if status == 0xFF:
+                if pos >= end:
+                    raise _cut_short()
+                kind = data[pos]
+                length, pos = _varlen(data, pos + 1, end)
+            elif status in (0xF0, 0xF7):
+                kind = 0
+                length, pos = _varlen(data, pos, end)
+            elif status in _SYSTEM_DATA_BYTES:
+                kind = 0
+                length = _SYSTEM_DATA_BYTES[status]
+            else:
+                raise MidiError(f"undefined status byte 0x{status:02X}", "corrupt")
+            pos += length
+            if pos > end:
+                raise _cut_short()
+            if kind == 0x2F or tick > got.max_ticks:  # End of Track, or past anything we would keep
+                return
+            if kind == 0x51 and length >= 3 and got.tempo_bpm is None:
+                micros = int.from_bytes(data[pos - length : pos - length + 3], "big")
+                if micros:
+                    got.tempo_bpm = 60_000_000 / micros
+            elif kind == 0x58 and length >= 2 and got.time_signature is None:
+                got.time_signature = (data[pos - length], 1 << data[pos - length + 1])
+            continue
+        kind = status & 0xF0
+        size = 1 if kind in (0xC0, 0xD0) else 2
+        if pos + size > end:
+            raise _cut_short()
+        first = data[pos]
+        second = data[pos + 1] if size == 2 else 0
+        pos += size
+        if tick > got.max_ticks:
+            if kind in (0x80, 0x90):
+                raise MidiError("melody longer than the limit", "too_long")
+            return
+        if kind not in (0x80, 0x90, 0xC0):
+            continue
+        first = min(first, 127)  # out-of-range data bytes are clipped, as mido's clip=True does
+        channel = status & 0x0F
+        if kind == 0xC0:
+            got.programs.setdefault((track, channel), first)
+        elif kind == 0x90 and second:
+            got.note_ons += 1
+            if got.note_ons > MAX_NOTES:
+                raise MidiError(f"more than {MAX_NOTES} notes", "too_long")
+            got.open_notes.setdefault((track, channel, first), deque()).append(tick)
+        else:
+            starts = got.open_notes.get((track, channel, first))
+            if starts:
+                start = starts.popleft()
+                if tick > start:
+                    got.notes.setdefault((track, channel), []).append(
+                        Note(first, start / got.ticks_per_quarter, tick / got.ticks_per_quarter)
+                    )
+
+
+def _varlen(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A variable-length number (at most 4 bytes, as the standard says) and the position after it."""
+    value = 0
+    for i in range(pos, min(pos + 4, end)):
+        byte = data[i]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, i + 1
+    raise MidiError("a variable-length number is cut short or longer than 4 bytes", "corrupt")
+
+
+def _cut_short() -> MidiError:
+    return MidiError("an event runs past the end of its track", "corrupt")
 
 
 def supported_time_signature(ts: tuple[int, int]) -> bool:
@@ -152,33 +296,37 @@ def melody_from_voices(
 
 
 def skyline(notes: list[Note]) -> list[int]:
-    """Quantise notes to the grid and keep the highest sounding pitch at every step."""
-    spans = []
-    for n in notes:
-        start = round(n.start * STEPS_PER_QUARTER)
-        end = max(start + 1, round(n.end * STEPS_PER_QUARTER))
-        spans.append((n.pitch, start, end))
-    if not spans:
+    """Quantise notes to the grid and keep the highest sounding pitch at every step.
+
+    Work is linear in the number of notes plus (distinct pitches x steps), whatever the note lengths.
+    """
+    if not notes:
         raise MidiError("the file has no notes", "no_notes")
-    n_steps = max(end for _, _, end in spans)
+    pitch = np.array([n.pitch for n in notes], dtype=np.int64)
+    start = np.rint(np.array([n.start for n in notes]) * STEPS_PER_QUARTER).astype(np.int64).clip(0)
+    end = np.rint(np.array([n.end for n in notes]) * STEPS_PER_QUARTER).astype(np.int64)
+    end = np.maximum(start + 1, end)
+    n_steps = int(end.max())
     if n_steps > MAX_STEPS * 4:
         raise MidiError(f"{n_steps} steps", "too_long")
-    top = np.full(n_steps, -1, dtype=np.int16)
+    top = np.full(n_steps, -1, dtype=np.int64)
+    for p in np.unique(pitch)[::-1]:  # highest first: a step takes the first pitch that covers it
+        mine = pitch == p
+        ons = np.bincount(start[mine], minlength=n_steps)
+        offs = np.bincount(end[mine], minlength=n_steps + 1)[:n_steps]
+        free = (np.cumsum(ons - offs) > 0) & (top < 0)
+        top[free] = p
     onset = np.zeros(n_steps, dtype=bool)
-    for pitch, start, end in spans:
-        np.maximum(top[start:end], pitch, out=top[start:end])
-    for pitch, start, _ in spans:
-        if top[start] == pitch:
-            onset[start] = True
+    onset[start[top[start] == pitch]] = True
     events: list[int] = []
     previous = -1
     for t in range(n_steps):
-        pitch = int(top[t])
-        if pitch < 0:
+        pitch_t = int(top[t])
+        if pitch_t < 0:
             events.append(REST if previous >= 0 or t == 0 else HOLD)
-        elif onset[t] or pitch != previous:
-            events.append(pitch)
+        elif onset[t] or pitch_t != previous:
+            events.append(pitch_t)
         else:
             events.append(HOLD)
-        previous = pitch
+        previous = pitch_t
     return events
