@@ -1,0 +1,142 @@
+"""Sampler speed: the seed document's Keras predict loop against the stateful numpy sampler.
+
+    python benchmarks/sampler_bench.py [--models DIR] [--style NAME] [--runs N] [--seed-notes N]
+
+Times, in one run and after the models are loaded: one 16-bar melody (median of ``--runs``
+compositions), best-of-8, and the seed document's loop (3 x LSTM(256) over a 100-step one-hot window,
+``model.predict`` once per note, random weights), timed for ``--seed-notes`` notes and extrapolated
+to the same number of steps. For a like-for-like view it also steps the seed's very architecture
+(3 x LSTM(256), one-hot input) with the numpy sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from composer.compose import ComposeRequest, compose
+from composer.encoding import MAX_POSITIONS, VOCAB_SIZE
+from composer.lstm import LstmModel, ModelConfig
+from composer.model_store import ModelLibrary, default_models_dir
+from composer.sampler import Mixture, sample
+
+WINDOW = 100
+SEED_UNITS, SEED_LAYERS = 256, 3
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def seed_loop_ms_per_note(notes: int) -> float:
+    """Median ms per note of the seed document's loop: re-read a 100-note window per ``predict``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((WINDOW, VOCAB_SIZE)),
+        keras.layers.LSTM(SEED_UNITS, return_sequences=True),
+        keras.layers.LSTM(SEED_UNITS, return_sequences=True),
+        keras.layers.LSTM(SEED_UNITS),
+        keras.layers.Dense(VOCAB_SIZE, activation="softmax"),
+    ])
+    rng = np.random.default_rng(0)
+    window = np.eye(VOCAB_SIZE, dtype=np.float32)[rng.integers(0, VOCAB_SIZE, WINDOW)]
+    for _ in range(3):  # warm-up: graph tracing
+        model.predict(window[None], verbose=0)
+    times = []
+    for _ in range(notes):
+        start = time.perf_counter()
+        probs = model.predict(window[None], verbose=0)[0].astype(np.float64)
+        note = rng.choice(VOCAB_SIZE, p=probs / probs.sum())
+        window = np.concatenate([window[1:], np.eye(VOCAB_SIZE, dtype=np.float32)[note][None]])
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def seed_architecture_in_numpy() -> LstmModel:
+    """The seed's 3 x LSTM(256) with one-hot input, random weights, as the numpy sampler runs it."""
+    rng = np.random.default_rng(0)
+    u = SEED_UNITS
+    config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, VOCAB_SIZE, 1, u, SEED_LAYERS)
+    weights = {
+        "token_embedding": np.eye(VOCAB_SIZE, dtype=np.float32),  # one-hot input
+        "position_embedding": np.zeros((MAX_POSITIONS, 1), np.float32),  # the seed has none
+        "dense_kernel": rng.normal(0, 0.1, (u, VOCAB_SIZE)),
+        "dense_bias": np.zeros(VOCAB_SIZE),
+    }
+    for layer in range(SEED_LAYERS):
+        n_in = VOCAB_SIZE + 1 if layer == 0 else u
+        weights[f"lstm{layer}_kernel"] = rng.normal(0, 0.1, (n_in, 4 * u))
+        weights[f"lstm{layer}_recurrent"] = rng.normal(0, 0.1, (u, 4 * u))
+        weights[f"lstm{layer}_bias"] = np.zeros(4 * u)
+    return LstmModel(config, {k: np.asarray(v, np.float32) for k, v in weights.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=default_models_dir())
+    parser.add_argument("--style", default="classical")
+    parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=40, help="compositions per timing (median)")
+    parser.add_argument("--seed-notes", type=int, default=30, help="predict calls to time the seed loop")
+    args = parser.parse_args()
+
+    library = ModelLibrary(args.models)
+    info = library.get(args.style).info
+    library.mixture({args.style: 1.0})  # load before timing
+    steps = args.bars * 16 * info.time_signature[0] // info.time_signature[1]
+    config = library.get(args.style).model.config
+    seeds = iter(range(10**6))
+
+    def one(candidates: int) -> None:
+        compose(ComposeRequest(args.style, bars=args.bars, seed=next(seeds), candidates=candidates), library)
+
+    one(1)
+    single = median_ms(lambda: one(1), args.runs)
+    best8 = median_ms(lambda: one(8), max(args.runs // 2, 5))
+    notes = statistics.median(
+        len(compose(ComposeRequest(args.style, bars=args.bars, seed=s, candidates=1), library).melody.notes())
+        for s in range(10)
+    )
+    same_arch = Mixture([seed_architecture_in_numpy()], [1.0])
+    same_arch_ms = median_ms(lambda: sample(same_arch, steps=steps, steps_per_bar=16, candidates=1,
+                                            rng=np.random.default_rng(0), top_p=0.95), max(args.runs // 2, 5))
+    per_note = seed_loop_ms_per_note(args.seed_notes)
+    seed_total = per_note * steps
+
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} (1 min) while timing")
+    print(f"model: {args.models / args.style} ({config.layers} x LSTM({config.units})); "
+          f"{args.bars} bars = {steps} steps ({info.time_signature[0]}/{info.time_signature[1]}), "
+          f"median {notes:g} notes")
+    print(f"{'':44}{'ms/melody':>10}{'steps/s':>10}{'notes/s':>10}")
+    rows = [
+        ("this sampler, 1 candidate (compose)", single),
+        ("this sampler, best of 8 (compose)", best8),
+        (f"this sampler, seed's 3 x LSTM({SEED_UNITS}) arch", same_arch_ms),
+        (f"seed's predict loop ({per_note:.1f} ms/note x {steps})", seed_total),
+    ]
+    for label, ms in rows:
+        print(f"{label:44}{ms:>10.1f}{1000 * steps / ms:>10.0f}{1000 * notes / ms:>10.0f}")
+    print(f"seed loop: {args.seed_notes} predict calls timed, median per note extrapolated to {steps} steps")
+    print(f"speed-up over the seed loop: {seed_total / single:.0f}x (shipped model, 1 candidate), "
+          f"{seed_total / same_arch_ms:.0f}x (same 3 x LSTM({SEED_UNITS}) architecture)")
+    verdicts = [("1 melody <= 50 ms", single <= 50), ("best of 8 <= 150 ms", best8 <= 150),
+                (">= 200x faster", seed_total / single >= 200)]
+    print("targets: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in verdicts))
+
+
+if __name__ == "__main__":
+    main()
