@@ -15,8 +15,8 @@ from composer.midi_writer import melody_to_midi
 
 
 def _bach_melodies(count: int = 5) -> list[Melody]:
-    from composer.corpus import _score_melodies, corpus_files
     from composer.corpus import _melody as from_dict
+    from composer.corpus import _score_melodies, corpus_files
 
     out = []
     for path in corpus_files("classical")[:count]:
