@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hang-seconds", type=int, default=10)
     parser.add_argument("--crashes", type=Path, default=Path("data/fuzz_crashes"))
-    parser.add_argument("--corpus", type=Path, default=Path("data/fuzz_corpus"), help="atheris' working corpus")
+    parser.add_argument("--corpus", type=Path, default=Path("data/fuzz_corpus"), help="atheris corpus")
     args = parser.parse_args()
     if args.engine == "atheris":
         run_atheris(args.crashes, args.corpus, args.seconds)
