@@ -32,12 +32,13 @@ class RedactingFormatter(logging.Formatter):
 
 
 def setup_logging(config: Config) -> None:
-    """Log to stderr with the token redacted; httpx and httpcore (which log request URLs) only warn."""
+    """Log to stderr with the token redacted; httpx and httpcore (which log request URLs, token included)
+    and aiosqlite (every statement) only warn."""
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter([config.token, config.webhook_secret],
                                             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -75,7 +76,8 @@ def build_application(config: Config, styles: dict[str, str]) -> Application:
     app.bot_data[KEY] = Services(
         config=config,
         storage=Storage(config.database_path),
-        workers=Workers(config.models_dir, config.workers, config.max_queue, config.job_timeout),
+        workers=Workers(config.models_dir, config.soundfont, config.workers, config.max_queue,
+                        config.job_timeout),
         gate=Gate(config.rate_limit, config.rate_window),
         styles=styles,
     )

@@ -51,7 +51,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language ru - language of my replies: ru or en (/language auto)\n"
         "/settings - show them all, /reset - back to defaults\n\n"
         "A command without a value shows the current value and what is allowed.\n"
-        "Under each melody: another one, continue it, change style.",
+        "Under each melody: another one, continue it, change style.\n"
+        "/start - the greeting and the styles, /help - this message.",
         "ru": "Что я умею:\n\n"
         "/compose - мелодия в вашем стиле. Примеры: /compose, /compose celtic, /compose classical+celtic\n"
         "Пришлите MIDI-файл (файлом, до 1 МБ) - я возьму последние такты и продолжу их в вашем стиле.\n\n"
@@ -64,7 +65,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language en - язык ответов: ru или en (/language auto)\n"
         "/settings - показать все, /reset - вернуть по умолчанию\n\n"
         "Команда без значения показывает текущее значение и допустимые.\n"
-        "Под каждой мелодией кнопки: ещё одну, продолжить, сменить стиль.",
+        "Под каждой мелодией кнопки: ещё одну, продолжить, сменить стиль.\n"
+        "/start - приветствие и стили, /help - это сообщение.",
     },
     "styles_header": {"en": "Styles:", "ru": "Стили:"},
     "choose_style": {"en": "Pick a style:", "ru": "Выберите стиль:"},

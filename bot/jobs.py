@@ -62,16 +62,21 @@ async def _make(bot: Bot, found: Services, ask: Ask) -> None:
     request: Request | None = None
     try:
         async with repeating(lambda: bot.send_chat_action(ask.chat_id, ChatAction.UPLOAD_DOCUMENT)):
-            primer = ask.primer_midi
-            if ask.file_id is not None:
-                primer = bytes(await (await bot.get_file(ask.file_id)).download_as_bytearray())
-                if len(primer) > MAX_SEED_BYTES:
-                    raise MidiError(f"{len(primer)} bytes", "too_large")
-            request = await found.storage.start_request(
-                user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id, language=ask.language,
-                kind=ask.kind, params=ask.params, primer_midi=primer, parent_id=ask.parent_id,
-            )
-            piece = await found.workers.run(Job(compose_request(ask.params), primer, found.config.soundfont))
+            try:
+                primer = ask.primer_midi
+                if ask.file_id is not None:
+                    primer = bytes(await (await bot.get_file(ask.file_id)).download_as_bytearray())
+                    if len(primer) > MAX_SEED_BYTES:
+                        raise MidiError(f"{len(primer)} bytes", "too_large")
+                request = await found.storage.start_request(
+                    user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id,
+                    language=ask.language, kind=ask.kind, params=ask.params, primer_midi=primer,
+                    parent_id=ask.parent_id,
+                )
+                piece = await found.workers.run(Job(compose_request(ask.params), primer))
+            finally:
+                # The piece is made (or failed): the user may ask for the next while this one is sent.
+                found.gate.leave(ask.user_id)
             composition_id = await found.storage.add_composition(
                 request, seed=piece.seed, description=piece.description, midi=piece.midi
             )
@@ -87,8 +92,6 @@ async def _make(bot: Bot, found: Services, ask: Ask) -> None:
         if request is not None:
             await found.storage.finish_request(request.id, error="internal")
         raise
-    finally:
-        found.gate.leave(ask.user_id)
 
 
 def compose_request(params: dict[str, Any]) -> ComposeRequest:
@@ -137,8 +140,7 @@ async def send_piece(bot: Bot, ask: Ask, piece: Piece, composition_id: int) -> N
         ask.chat_id, InputFile(piece.midi, filename=name), **(extra if last_is == "midi" else {})
     )
     if piece.ogg is not None:
-        await bot.send_voice(
-            ask.chat_id, InputFile(piece.ogg, filename="melody.ogg"), **(extra if last_is == "ogg" else {})
-        )
+        await bot.send_voice(ask.chat_id, InputFile(piece.ogg, filename="melody.ogg"),
+                             duration=max(1, round(piece.seconds)), **(extra if last_is == "ogg" else {}))
     if piece.png is not None:
         await bot.send_photo(ask.chat_id, InputFile(piece.png, filename="score.png"), **extra)

@@ -22,14 +22,19 @@ from composer.piece import Piece, make_piece
 log = logging.getLogger(__name__)
 
 _library: ModelLibrary | None = None
+_soundfont: Path | None = None
 
 
-def _init_worker(models_dir: Path) -> None:
-    """Load every model once per worker process, before the first job arrives."""
-    global _library
-    _library = ModelLibrary(models_dir)
-    for info in _library.styles():
+def _init_worker(models_dir: Path, soundfont: Path | None) -> None:
+    """Load every model once per worker process and make one tiny piece, so that the first person's
+    piece pays no start-up costs (imports, the score engraver's fonts, the synthesiser)."""
+    global _library, _soundfont
+    _library, _soundfont = ModelLibrary(models_dir), soundfont
+    styles = _library.styles()
+    for info in styles:
         _library.get(info.name)
+    if styles:
+        make_piece(ComposeRequest(style=styles[0].name, bars=1, candidates=1), _library, soundfont=soundfont)
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,15 @@ class Job:
 
     request: ComposeRequest
     primer_midi: bytes | None
-    title: str
-    soundfont: Path | None
+
+
+def _warm() -> None:
+    """Nothing: submitting it starts a worker process, whose initialiser loads the models."""
 
 
 def _run(job: Job) -> Piece:
     assert _library is not None, "worker not initialised"
-    return make_piece(job.request, _library, primer_midi=job.primer_midi, soundfont=job.soundfont,
-                      title=job.title)
+    return make_piece(job.request, _library, primer_midi=job.primer_midi, soundfont=_soundfont)
 
 
 class Overloaded(Exception):
@@ -55,8 +61,10 @@ class Overloaded(Exception):
 class Workers:
     """A pool of worker processes; at most ``max_queue`` jobs waiting or running."""
 
-    def __init__(self, models_dir: Path, workers: int, max_queue: int, timeout: float) -> None:
+    def __init__(self, models_dir: Path, soundfont: Path | None, workers: int, max_queue: int,
+                 timeout: float) -> None:
         self.models_dir = models_dir
+        self.soundfont = soundfont
         self.workers = workers
         self.max_queue = max_queue
         self.timeout = timeout
@@ -67,8 +75,10 @@ class Workers:
         # spawn: the parent runs threads (aiosqlite, httpx), which forking would copy in a broken state.
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(self.models_dir,),
+            initializer=_init_worker, initargs=(self.models_dir, self.soundfont),
         )
+        for _ in range(self.workers):
+            self._pool.submit(_warm)
 
     async def run(self, job: Job) -> Piece:
         """The piece for ``job``; raises ``Overloaded``, ``TimeoutError`` or the composer's errors."""

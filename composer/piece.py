@@ -6,6 +6,7 @@ Front ends (the Telegram bot) run ``make_piece`` in a worker process; it never t
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Piece:
     seed: int
     bars: int
     tempo_bpm: float
+    seconds: float
     instrument: str
     temperature: float
     primer: PrimerInfo | None
@@ -81,15 +83,20 @@ def make_piece(
         )
     midi = composition.midi_bytes()
     problems: list[str] = []
-    ogg = png = None
-    try:
-        ogg = render_ogg(midi, soundfont=soundfont, timeout=audio_timeout)
-    except RenderError as exc:
-        problems.append(f"audio: {exc}")
-    try:
-        png = render_png(melody, title or composition.description())
-    except RenderError as exc:
-        problems.append(f"score: {exc}")
+    # Audio mostly waits on its subprocesses (fluidsynth, opusenc), so it overlaps the score. The score
+    # stays in the calling thread: verovio fails to load its fonts when first used outside the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        audio = pool.submit(render_ogg, midi, soundfont=soundfont, timeout=audio_timeout)
+        try:
+            png = render_png(melody, title or composition.description())
+        except RenderError as exc:
+            png = None
+            problems.append(f"score: {exc}")
+        try:
+            ogg = audio.result()
+        except RenderError as exc:
+            ogg = None
+            problems.append(f"audio: {exc}")
     for problem in problems:
         log.warning("rendering failed: %s", problem)
     return Piece(
@@ -101,6 +108,7 @@ def make_piece(
         seed=composition.seed,
         bars=round((melody.n_steps - composition.primer_steps) / melody.steps_per_bar),
         tempo_bpm=melody.tempo_bpm,
+        seconds=melody.duration_seconds,
         instrument=instrument_name(melody.program),
         temperature=request.temperature,
         primer=primer_info,

@@ -26,7 +26,7 @@ from email.message import Message as MimeHeaders
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 T = TypeVar("T")
 
@@ -79,9 +79,10 @@ class Sent:
 
     def upload(self) -> Upload:
         """The file this call sent (``sendDocument``, ``sendVoice``, ``sendPhoto``)."""
-        value = self.params[_FILE_METHODS[self.method]]
-        name = value.removeprefix("attach://") if isinstance(value, str) else _FILE_METHODS[self.method]
-        return self.files[name]
+        found = _upload(_FILE_METHODS[self.method], self.params, self.files)
+        if found is None:
+            raise KeyError(f"{self.method} sent no file")
+        return found
 
     def buttons(self) -> list[tuple[str, str]]:
         """``(label, callback_data)`` of the inline keyboard under this message."""
@@ -275,20 +276,20 @@ class FakeTelegram:
 
     def _record(self, method: str, params: dict[str, Any], files: dict[str, Upload]) -> Any:
         """Answer one Bot API call and record it; raises ``_ApiError`` for a call Telegram would refuse."""
-        if method == "getUpdates":
+        if method == "getUpdates":  # not recorded: the bot polls all the time
             return self._get_updates(params)
-        if method == "getFile":
-            with self._cond:
-                found = self._state.files.get(str(params.get("file_id")))
-            if found is None:
-                raise _ApiError(400, "Bad Request: invalid file_id")
-            return {"file_id": params["file_id"], "file_unique_id": found.unique_id,
-                    "file_size": len(found.data), "file_path": found.path}
         result: Any = True
         chat_id = int(params["chat_id"]) if "chat_id" in params else None
         message = None
         if method == "getMe":
             result = BOT_USER
+        elif method == "getFile":
+            with self._cond:
+                found = self._state.files.get(str(params.get("file_id")))
+            if found is None:
+                raise _ApiError(400, "Bad Request: invalid file_id")
+            result = {"file_id": params["file_id"], "file_unique_id": found.unique_id,
+                      "file_size": len(found.data), "file_path": found.path}
         elif method in REPLY_METHODS:
             if chat_id is None:
                 raise _ApiError(400, "Bad Request: chat_id is empty")
@@ -314,13 +315,15 @@ class FakeTelegram:
             message["text"] = params.get("text", "")
         else:
             field_name = _FILE_METHODS[method]
-            value = params.get(field_name)
-            upload = files.get(value.removeprefix("attach://") if isinstance(value, str) else field_name)
+            upload = _upload(field_name, params, files)
             if upload is None:
                 raise _ApiError(400, f"Bad Request: there is no {field_name} in the request")
             stored = self.add_file(upload.data, field_name + "s")
             if method == "sendPhoto":
                 message["photo"] = [{**stored, "width": 800, "height": 600}]
+            elif method in ("sendVoice", "sendAudio"):
+                message[field_name] = {**stored, "mime_type": upload.content_type,
+                                       "duration": int(params.get("duration") or 1)}
             else:
                 message[field_name] = {**stored, "mime_type": upload.content_type,
                                        "file_name": upload.filename}
@@ -333,6 +336,14 @@ class FakeTelegram:
     def _file(self, file_path: str) -> bytes | None:
         with self._cond:
             return next((f.data for f in self._state.files.values() if f.path == file_path), None)
+
+
+def _upload(field_name: str, params: dict[str, Any], files: dict[str, Upload]) -> Upload | None:
+    """The file sent for ``field_name``: a part of that name, or the part an ``attach://`` value names."""
+    value = params.get(field_name)
+    if isinstance(value, str) and value.startswith("attach://"):
+        return files.get(value.removeprefix("attach://"))
+    return files.get(field_name)
 
 
 class _ApiError(Exception):
@@ -405,7 +416,7 @@ def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
             self._reply(status, json.dumps(payload).encode())
 
         def do_GET(self) -> None:
-            path = urlsplit(self.path).path
+            path = unquote(urlsplit(self.path).path)  # PTB quotes the token's ':' in file URLs
             data = server._file(path.removeprefix(file_prefix)) if path.startswith(file_prefix) else None
             if data is None:
                 self._json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
@@ -414,7 +425,7 @@ def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = urlsplit(self.path).path
+            path = unquote(urlsplit(self.path).path)  # PTB quotes the token's ':' in file URLs
             if not path.startswith(api_prefix):
                 self._json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
                 return
