@@ -45,14 +45,14 @@ def setup_logging(config: Config) -> None:
 async def _post_init(app: Application) -> None:
     found: Services = app.bot_data[KEY]
     await found.storage.open()
+    pending = await found.storage.pending_requests()
+    if pending:
+        log.warning("%d request(s) were left unanswered by the last run", len(pending))
     found.workers.start()
     for language, index in ((None, 0), ("ru", 1)):
         await app.bot.set_my_commands(
             [BotCommand(name, texts[index]) for name, texts in COMMANDS.items()], language_code=language
         )
-    pending = await found.storage.pending_requests()
-    if pending:
-        log.warning("%d request(s) were left unanswered by the last run", len(pending))
     log.info("bot @%s ready with styles: %s", app.bot.username, ", ".join(found.styles))
 
 

@@ -105,6 +105,8 @@ class _State:
     sent: list[Sent] = field(default_factory=list)
     files: dict[str, _File] = field(default_factory=dict)
     callback_chats: dict[str, int] = field(default_factory=dict)
+    #: How many times the bot has called getUpdates.
+    polls: int = 0
 
 
 class FakeTelegram:
@@ -235,6 +237,15 @@ class FakeTelegram:
         with self._cond:
             return self._state.update_times[update_id]
 
+    def polls(self) -> int:
+        """How many times the bot has asked for updates so far."""
+        with self._cond:
+            return self._state.polls
+
+    def wait_polling(self, after: int, timeout: float = 30.0) -> None:
+        """Wait until the bot asks for updates more than ``after`` times (``polls()`` before its start)."""
+        self.wait(lambda _: self._state.polls > after, timeout)
+
     def wait(self, check: Callable[[list[Sent]], T | None], timeout: float = 30.0) -> T:
         """Wait until ``check(calls so far)`` returns something other than ``None``/empty, and return it."""
         deadline = time.monotonic() + timeout
@@ -265,6 +276,8 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         with self._cond:
+            self._state.polls += 1
+            self._cond.notify_all()
             if offset:
                 self._state.updates = [u for u in self._state.updates if u["update_id"] >= offset]
             while not self._state.updates and not self._stopping:
@@ -469,14 +482,13 @@ class BotProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 60.0) -> BotProcess:
-        """Start the bot and wait until it has set its command menu (its last start-up step)."""
-        mark = self.server.mark()
+        """Start the bot and wait until it polls for updates (start-up is over)."""
+        polls = self.server.polls()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=self.workdir, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
         try:
-            self.server.wait(lambda sent: len([s for s in sent[mark:] if s.method == "setMyCommands"]) >= 2,
-                             ready_timeout)
+            self.server.wait_polling(polls, ready_timeout)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"the bot did not start; its log:\n{self.log()}") from None
