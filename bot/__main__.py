@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from urllib.parse import urlsplit
 
@@ -26,6 +27,10 @@ def main() -> int:
         return 2
     if config.default_style not in styles:
         print(f"error: DEFAULT_STYLE {config.default_style!r} has no model; styles: {', '.join(styles)}",
+              file=sys.stderr)
+        return 2
+    if config.webhook_url and importlib.util.find_spec("tornado") is None:
+        print('error: WEBHOOK_URL needs the webhook extra: pip install "python-telegram-bot[webhooks]"',
               file=sys.stderr)
         return 2
     app = build_application(config, styles)
