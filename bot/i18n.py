@@ -243,6 +243,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "В этом MIDI-файле только ударные, а я продолжаю мелодии. "
         "Пришлите файл с мелодической партией.",
     },
+    "bad_primer": {
+        "en": "I could not continue this melody: its last bars have no notes, or it spans more than three "
+        "octaves. Send a file whose melody goes on to its end.",
+        "ru": "Не получилось продолжить эту мелодию: в её последних тактах нет нот или она шире трёх "
+        "октав. Пришлите файл, где мелодия звучит до конца.",
+    },
     "photo": {
         "en": "That is a picture; I work with melodies. Send a MIDI file (.mid) as a file, or type /compose.",
         "ru": "Это картинка, а я работаю с мелодиями. Пришлите MIDI-файл (.mid) файлом "

@@ -10,7 +10,7 @@ from telegram import Bot, InlineKeyboardMarkup, InputFile, Update
 from telegram.constants import ChatAction
 from telegram.ext import ContextTypes
 
-from bot.i18n import t
+from bot.i18n import TEXTS, t
 from bot.keyboards import result_keyboard
 from bot.services import Services, services
 from bot.storage import Request
@@ -104,7 +104,10 @@ def compose_request(params: dict[str, Any]) -> ComposeRequest:
 def refusal(lang: str, exc: Exception) -> str:
     """The user's message for a piece that could not be made."""
     if isinstance(exc, MidiError):
-        return t(lang, f"midi_{exc.code}", limit=MAX_SEED_BYTES // 1024)
+        key = f"midi_{exc.code}" if f"midi_{exc.code}" in TEXTS else "midi_corrupt"
+        return t(lang, key, limit=MAX_SEED_BYTES // 1024)
+    if isinstance(exc, ComposerError) and exc.code == "bad_primer":
+        return t(lang, "bad_primer")
     if isinstance(exc, Overloaded):
         return t(lang, "overloaded")
     if isinstance(exc, TimeoutError):

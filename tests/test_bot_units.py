@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import MISSING_TOKEN, ConfigError, load_config
 from bot.i18n import COMMANDS, TEXTS, pick_language, t
+from bot.jobs import Ask, caption, refusal
 from bot.keyboards import MAX_CALLBACK_BYTES, callback, parse_callback, result_keyboard, styles_keyboard
 from bot.settings import (
     InvalidValue,
@@ -22,7 +23,10 @@ from bot.settings import (
     parse_tempo,
 )
 from bot.storage import MIGRATIONS, Storage
-from bot.worker import Busy, Gate, RateLimited
+from bot.worker import Busy, Gate, Overloaded, RateLimited
+from composer.compose import RequestError
+from composer.errors import MidiError
+from composer.piece import Piece, PrimerInfo
 
 # Configuration
 
@@ -232,3 +236,36 @@ def test_callback_data_fits_and_round_trips() -> None:
             for button in row:
                 assert len(button.callback_data.encode()) <= MAX_CALLBACK_BYTES
     assert len(styles_keyboard(["a", "b", "c"]).inline_keyboard) == 2
+
+
+# Captions and refusals
+
+
+def test_the_caption_says_style_settings_source_and_what_is_missing() -> None:
+    made = Piece(midi=b"MThd", ogg=None, png=None, description="", mix={"classical": 0.7, "celtic": 0.3},
+                 seed=5, bars=8, tempo_bpm=99.6, seconds=10.0, instrument="Violin", temperature=0.8,
+                 primer=PrimerInfo(28, 4, 62, (3, 4), 120.0), problems=("audio: x", "score: y"))
+    ask = Ask(user_id=1, chat_id=1, message_id=None, language="en", kind="seed", params={})
+    assert caption("en", ask, made).split("\n") == [
+        "classical 70% + celtic 30% · 8 bars · 100 BPM · Violin · temperature 0.8 · seed 5",
+        "From your file: the last 4 of its 28 bars (62 notes, 3/4, 120 BPM), continued.",
+        TEXTS["no_audio"]["en"], TEXTS["no_score"]["en"],
+    ]
+    continued = Ask(user_id=1, chat_id=1, message_id=None, language="ru", kind="continue", params={},
+                    parent_id=9)
+    assert caption("ru", continued, made).split("\n")[1] == "Продолжение мелодии №9."
+
+
+@pytest.mark.parametrize("code", ["not_midi", "corrupt", "too_large", "too_long", "no_notes", "drums_only",
+                                  "unreadable", "something_new"])
+def test_every_midi_error_has_a_clear_reply(code: str) -> None:
+    for lang in ("en", "ru"):
+        text = refusal(lang, MidiError("x", code))
+        assert text != t(lang, "error") and ("MIDI" in text or "файл" in text.lower())
+
+
+def test_refusals_for_the_other_failures() -> None:
+    assert refusal("en", RequestError("x", "bad_primer")) == TEXTS["bad_primer"]["en"]
+    assert refusal("ru", Overloaded()) == TEXTS["overloaded"]["ru"]
+    assert refusal("en", TimeoutError()) == TEXTS["timeout"]["en"]
+    assert refusal("en", RequestError("x", "bad_seed")) == TEXTS["error"]["en"]
