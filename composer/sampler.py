@@ -237,7 +237,8 @@ def sample(
 ) -> Samples:
     """Sample ``candidates`` continuations of ``steps`` tokens after ``primer`` (token ids), in one batch.
 
-    Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST in silence).
+    Each step draws from the mixed distribution raised to ``1 / temperature`` and cut to its top-p
+    nucleus. Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST in silence).
     From step ``cadence_from`` on, each candidate's tonic, third and fifth are favoured as onsets.
     """
     pin_blas_to_one_thread()
