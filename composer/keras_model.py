@@ -7,7 +7,7 @@ import numpy as np
 from composer.lstm import ModelConfig
 
 
-def build_keras_model(config: ModelConfig, training_dropout: bool = True):  # noqa: ANN201
+def build_keras_model(config: ModelConfig, training_dropout: bool = True):
     """Token + bar-position embeddings -> stacked LSTM -> logits over the vocabulary."""
     import keras
 
@@ -26,7 +26,7 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True):  # no
     return keras.Model([tokens, positions], logits)
 
 
-def export_weights(model) -> dict[str, np.ndarray]:  # noqa: ANN001
+def export_weights(model) -> dict[str, np.ndarray]:
     """The arrays ``composer.lstm.LstmModel`` reads, by name."""
     out = {
         "token_embedding": model.get_layer("token_embedding").get_weights()[0],
@@ -44,7 +44,7 @@ def export_weights(model) -> dict[str, np.ndarray]:  # noqa: ANN001
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def load_weights(model, weights: dict[str, np.ndarray]) -> None:  # noqa: ANN001
+def load_weights(model, weights: dict[str, np.ndarray]) -> None:
     """Put exported arrays back into a Keras model built from the same config."""
     model.get_layer("token_embedding").set_weights([weights["token_embedding"]])
     model.get_layer("position_embedding").set_weights([weights["position_embedding"]])
