@@ -292,3 +292,12 @@ def test_a_long_melody_does_not_hold_up_anyone_else(bot: BotProcess, telegram: F
     help_reply = telegram.wait_replies(reader.id, 1, mark)[0]
     piece = telegram.wait_replies(composer.id, 3, mark, 90)
     assert help_reply.at < piece[0].at
+
+
+def test_many_chats_at_once_all_get_their_piece(bot: BotProcess, telegram: FakeTelegram) -> None:
+    people = [user("ru" if i % 2 else "en") for i in range(6)]
+    mark = telegram.mark()
+    for who in people:
+        telegram.send_text(who, "/compose")
+    for who in people:
+        check_piece(telegram.wait_replies(who.id, 3, mark, 120))
