@@ -141,3 +141,36 @@ def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
         training = {k: old[k] for k in TRAINING_KEYS}
         cards.append(score_model(card_path.parent, data, report, old["source"], training))
     return cards
+
+
+def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tuple[str, dict, dict]]:
+    """Per style: MGEval-style feature overlaps of ``count`` generated melodies with the test split
+    (cut to the same length), and the ceiling (two halves of the test split)."""
+    from composer.compose import ComposeRequest, compose
+    from composer.dataset import chunks, load_melodies
+    from composer.features import feature_overlaps, overlap_ceiling
+    from composer.model_store import ModelLibrary
+
+    library = ModelLibrary(models_dir)
+    rows = []
+    for info in library.styles():
+        test = load_melodies(models_dir / info.name / TEST_SPLIT_FILE)
+        real = [c for m in test for c in chunks(m, bars * m.steps_per_bar)]
+        generated = [compose(ComposeRequest(info.name, bars=bars, seed=seed), library).melody
+                     for seed in range(count)]
+        rows.append((info.name, feature_overlaps(generated, real), overlap_ceiling(real)))
+    return rows
+
+
+def quality_table(rows: list[tuple[str, dict, dict]]) -> str:
+    from composer.features import FEATURES
+
+    lines = ["overlap of generated with real test melodies (ceiling: two halves of the real set)",
+             f"{'style':<12} " + " ".join(f"{f[:14]:>14}" for f in FEATURES) + f" {'mean':>11}"]
+    for style, got, ceiling in rows:
+        cells = [f"{got[f]:.2f}/{ceiling[f]:.2f}" for f in FEATURES]
+        mean_got = sum(got[f] for f in FEATURES) / len(FEATURES)
+        mean_ceiling = sum(ceiling[f] for f in FEATURES) / len(FEATURES)
+        lines.append(f"{style:<12} " + " ".join(f"{c:>14}" for c in cells)
+                     + f" {mean_got:.2f}/{mean_ceiling:.2f}")
+    return "\n".join(lines)
