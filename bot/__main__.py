@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from telegram import Update
@@ -25,10 +26,12 @@ def main() -> int:
         print(f"error: no trained models in {config.models_dir} (set MODELS_DIR, or train one: "
               "python -m composer train --style classical --corpus)", file=sys.stderr)
         return 2
-    if config.default_style not in styles:
+    if config.default_style and config.default_style not in styles:
         print(f"error: DEFAULT_STYLE {config.default_style!r} has no model; styles: {', '.join(styles)}",
               file=sys.stderr)
         return 2
+    if not config.default_style:
+        config = replace(config, default_style="classical" if "classical" in styles else next(iter(styles)))
     if config.webhook_url and importlib.util.find_spec("tornado") is None:
         print('error: WEBHOOK_URL needs the webhook extra: pip install "python-telegram-bot[webhooks]"',
               file=sys.stderr)

@@ -41,7 +41,8 @@ class Config:
     rate_window: float = 60.0
     #: Seconds one piece may take, composing and rendering, before the user gets an apology.
     job_timeout: float = 60.0
-    default_style: str = "classical"
+    #: The style for users who chose none; empty: ``classical`` if it has a model, else the first style.
+    default_style: str = ""
     #: Public HTTPS URL for webhook mode; empty means long polling.
     webhook_url: str = ""
     webhook_listen: str = "0.0.0.0"
