@@ -107,6 +107,8 @@ class _State:
     callback_chats: dict[str, int] = field(default_factory=dict)
     #: How many times the bot has called getUpdates.
     polls: int = 0
+    #: Method -> errors to answer its next calls with, in order.
+    failures: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
 
 class FakeTelegram:
@@ -220,6 +222,12 @@ class FakeTelegram:
             "chat_instance": f"ci{user.id}", "data": data,
         })
 
+    def fail(self, method: str, code: int = 400, description: str = "Bad Request: injected failure",
+             times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with a Bot API error instead of doing them."""
+        with self._cond:
+            self._state.failures.setdefault(method, []).extend([(code, description)] * times)
+
     # Observing the bot
 
     def mark(self) -> int:
@@ -289,6 +297,11 @@ class FakeTelegram:
 
     def _record(self, method: str, params: dict[str, Any], files: dict[str, Upload]) -> Any:
         """Answer one Bot API call and record it; raises ``_ApiError`` for a call Telegram would refuse."""
+        with self._cond:
+            planned = self._state.failures.get(method)
+            failure = planned.pop(0) if planned else None
+        if failure is not None:
+            raise _ApiError(*failure)
         if method == "getUpdates":  # not recorded: the bot polls all the time
             return self._get_updates(params)
         result: Any = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -104,3 +105,30 @@ def test_a_killed_bot_leaves_its_unanswered_request_pending(models_dir: Path, tm
         bot = BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0]).start()
         assert bot.stop() == 0
         assert "1 request(s) were left unanswered by the last run" in bot.log()
+
+
+def test_an_unexpected_error_is_logged_and_answered_politely(models_dir: Path, tmp_path: Path) -> None:
+    styles = [info.name for info in ModelLibrary(models_dir).styles()]
+    if not styles:
+        pytest.skip(f"no trained models in {models_dir}")
+    who = FakeUser(4, "Ann", "ru")
+    with FakeTelegram() as telegram:
+        bot = BotProcess(telegram, tmp_path, models_dir, LOG_LEVEL="DEBUG").start()
+        try:
+            telegram.fail("sendDocument", 400, "Bad Request: file is too big")
+            mark = telegram.mark()
+            telegram.send_text(who, "/compose")
+            apology = telegram.wait_replies(who.id, 1, mark, 60)[0].text
+            assert apology.startswith("Простите, у меня что-то сломалось")
+            mark = telegram.mark()
+            telegram.send_text(who, "/compose")
+            assert [s.method for s in telegram.wait_replies(who.id, 3, mark, 60)] == [
+                "sendDocument", "sendVoice", "sendPhoto"]
+        finally:
+            assert bot.stop() == 0
+    log = bot.log()
+    assert "error while handling an update" in log and "File is too big" in log
+    assert telegram.token not in log and "[REDACTED]" in log
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        assert db.execute("SELECT status, error FROM requests ORDER BY id").fetchall() == [
+            ("failed", "internal"), ("done", None)]
