@@ -183,11 +183,11 @@ def test_a_midi_file_is_a_seed(bot: BotProcess, telegram: FakeTelegram) -> None:
     assert telegram.calls("getFile", after=mark)
 
 
-def _drums_only() -> bytes:
+def _midi(pitches: list[int], drums: bool = False) -> bytes:
     pm = pretty_midi.PrettyMIDI()
-    drums = pretty_midi.Instrument(0, is_drum=True)
-    drums.notes.extend(pretty_midi.Note(100, 36, i / 2, i / 2 + 0.25) for i in range(8))
-    pm.instruments.append(drums)
+    track = pretty_midi.Instrument(0, is_drum=drums)
+    track.notes.extend(pretty_midi.Note(100, p, i / 2, i / 2 + 0.5) for i, p in enumerate(pitches))
+    pm.instruments.append(track)
     buffer = io.BytesIO()
     pm.write(buffer)
     return buffer.getvalue()
@@ -196,16 +196,17 @@ def _drums_only() -> bytes:
 @pytest.mark.parametrize(("data", "name", "expected"), [
     (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x00\x60MTrk\x00\x00\x00\x40\x00\x90\x3c", "broken.mid",
      "could not read this MIDI file"),
-    (None, "drums.mid", "only drums"),
+    (_midi([36] * 8, drums=True), "drums.mid", "only drums"),
+    (_midi([36, 96] * 8), "leaps.mid", "more than three octaves"),
     (b"just some words\n", "notes.txt", "not a MIDI file"),
     (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x04\x00\xff\x2f\x00", "empty.mid",
      "has no notes"),
 ])
-def test_unusable_files_get_a_clear_reply(bot: BotProcess, telegram: FakeTelegram, data: bytes | None,
+def test_unusable_files_get_a_clear_reply(bot: BotProcess, telegram: FakeTelegram, data: bytes,
                                           name: str, expected: str) -> None:
     who = user()
     mark = telegram.mark()
-    telegram.send_document(who, _drums_only() if data is None else data, name, "application/octet-stream")
+    telegram.send_document(who, data, name, "application/octet-stream")
     reply = telegram.wait_replies(who.id, 1, mark)[0]
     assert reply.method == "sendMessage" and expected in reply.text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import string
@@ -23,9 +24,10 @@ from bot.settings import (
     parse_tempo,
 )
 from bot.storage import MIGRATIONS, Storage
-from bot.worker import Busy, Gate, Overloaded, RateLimited
-from composer.compose import RequestError
+from bot.worker import Busy, Gate, Job, Overloaded, RateLimited, Workers
+from composer.compose import ComposeRequest, RequestError
 from composer.errors import MidiError
+from composer.model_store import ModelLibrary
 from composer.piece import Piece, PrimerInfo
 
 # Configuration
@@ -269,3 +271,23 @@ def test_refusals_for_the_other_failures() -> None:
     assert refusal("ru", Overloaded()) == TEXTS["overloaded"]["ru"]
     assert refusal("en", TimeoutError()) == TEXTS["timeout"]["en"]
     assert refusal("en", RequestError("x", "bad_seed")) == TEXTS["error"]["en"]
+
+
+async def test_workers_make_pieces_and_turn_away_what_they_cannot_take(models_dir: Path) -> None:
+    styles = ModelLibrary(models_dir).styles()
+    if not styles:
+        pytest.skip(f"no trained models in {models_dir}")
+    job = Job(ComposeRequest(style=styles[0].name, bars=4), None)
+    workers = Workers(models_dir, None, workers=1, max_queue=1, timeout=60.0)
+    workers.start()
+    try:
+        first = asyncio.create_task(workers.run(job))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):
+            await workers.run(job)
+        assert (await first).midi.startswith(b"MThd")
+        workers.timeout = 0.001
+        with pytest.raises(TimeoutError):
+            await workers.run(job)
+    finally:
+        workers.shutdown()
