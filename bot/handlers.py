@@ -128,7 +128,6 @@ def _parse_style(text: str, found: Services) -> str:
     return parse_style(text.replace(" ", ""), list(found.styles))
 
 
-
 #: Setting name -> (parser of a typed value, range for the "show" message).
 SETTERS: dict[str, tuple[Callable[[str, Services], Any], tuple[object, object]]] = {
     "style": (_parse_style, ("", "")),

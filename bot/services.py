@@ -9,7 +9,7 @@ from telegram.ext import ContextTypes
 
 from bot.config import Config
 from bot.i18n import pick_language
-from bot.settings import Settings
+from bot.settings import InvalidValue, Settings, parse_style
 from bot.storage import Storage
 from bot.worker import Gate, Workers
 
@@ -26,7 +26,13 @@ class Services:
     styles: dict[str, str]
 
     def style_of(self, settings: Settings) -> str:
-        return settings.style or self.config.default_style
+        """The user's style, or the default one if they chose none or theirs has no model any more."""
+        if settings.style:
+            try:
+                return parse_style(settings.style, list(self.styles))
+            except InvalidValue:
+                pass
+        return self.config.default_style
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> Services:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import MISSING_TOKEN, ConfigError, load_config
+from bot.config import MISSING_TOKEN, Config, ConfigError, load_config
 from bot.i18n import COMMANDS, TEXTS, pick_language, t
 from bot.jobs import Ask, caption, refusal
 from bot.keyboards import MAX_CALLBACK_BYTES, callback, parse_callback, result_keyboard, styles_keyboard
+from bot.services import Services
 from bot.settings import (
     InvalidValue,
     Settings,
@@ -291,3 +292,12 @@ async def test_workers_make_pieces_and_turn_away_what_they_cannot_take(models_di
             await workers.run(job)
     finally:
         workers.shutdown()
+
+
+def test_a_chosen_style_without_a_model_falls_back_to_the_default() -> None:
+    found = Services(Config(token="1:x", default_style="folk"), Storage(Path(":memory:")),
+                     Workers(Path("models"), None, 1, 1, 1.0), Gate(0, 1.0), {"folk": "", "celtic": ""})
+    assert found.style_of(Settings()) == "folk"
+    assert found.style_of(Settings(style="celtic")) == "celtic"
+    assert found.style_of(Settings(style="celtic+folk")) == "celtic+folk"
+    assert found.style_of(Settings(style="jazz")) == "folk"
