@@ -12,9 +12,12 @@ from bot.handlers import register
 from bot.i18n import COMMANDS
 from bot.services import KEY, Services
 from bot.storage import Storage
-from bot.worker import Gate, Workers
+from bot.worker import Gate, PerChatUpdateProcessor, Workers
 
 log = logging.getLogger(__name__)
+
+#: Updates handled at once (each is short: the long work runs in worker processes).
+CONCURRENT_UPDATES = 64
 
 
 class RedactingFormatter(logging.Formatter):
@@ -69,6 +72,7 @@ def build_application(config: Config, styles: dict[str, str]) -> Application:
         .token(config.token)
         .base_url(config.base_url)
         .base_file_url(config.base_file_url)
+        .concurrent_updates(PerChatUpdateProcessor(CONCURRENT_UPDATES))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
         .build()

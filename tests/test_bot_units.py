@@ -6,9 +6,11 @@ import asyncio
 import re
 import sqlite3
 import string
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from telegram import Chat, Message, Update
 
 from bot.config import MISSING_TOKEN, Config, ConfigError, load_config
 from bot.i18n import COMMANDS, TEXTS, pick_language, t
@@ -25,7 +27,7 @@ from bot.settings import (
     parse_tempo,
 )
 from bot.storage import MIGRATIONS, Storage
-from bot.worker import Busy, Gate, Job, Overloaded, RateLimited, Workers
+from bot.worker import Busy, Gate, Job, Overloaded, PerChatUpdateProcessor, RateLimited, Workers
 from composer.compose import ComposeRequest, RequestError
 from composer.errors import MidiError
 from composer.model_store import ModelLibrary
@@ -301,3 +303,23 @@ def test_a_chosen_style_without_a_model_falls_back_to_the_default() -> None:
     assert found.style_of(Settings(style="celtic")) == "celtic"
     assert found.style_of(Settings(style="celtic+folk")) == "celtic+folk"
     assert found.style_of(Settings(style="jazz")) == "folk"
+
+
+async def test_updates_of_one_chat_run_in_order_and_other_chats_do_not_wait() -> None:
+    processor = PerChatUpdateProcessor(8)
+    events: list[str] = []
+
+    def update(chat_id: int) -> Update:
+        return Update(1, message=Message(1, datetime.now(UTC), Chat(chat_id, "private")))
+
+    async def work(name: str, seconds: float) -> None:
+        events.append(f"{name}+")
+        await asyncio.sleep(seconds)
+        events.append(f"{name}-")
+
+    await asyncio.gather(processor.process_update(update(1), work("a1", 0.05)),
+                         processor.process_update(update(1), work("a2", 0)),
+                         processor.process_update(update(2), work("b", 0)))
+    assert events.index("a1-") < events.index("a2+")
+    assert events.index("b-") < events.index("a1-")
+    assert processor._locks == {} and processor._waiting == {}
