@@ -76,11 +76,13 @@ def _compose(args: argparse.Namespace) -> int:
     from composer.compose import MAX_SEED, ComposeRequest, compose
     from composer.extract import melody_from_midi
     from composer.model_store import ModelLibrary
+    from composer.style_mix import mix_label
 
     if not 1 <= args.count <= MAX_COUNT:
         raise UsageError(f"--count must be between 1 and {MAX_COUNT}, not {args.count}")
-    if not args.out.parent.is_dir():
-        raise UsageError(f"{args.out.parent} is not a folder")
+    for path in (args.out, args.audio, args.score):
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"{path.parent} is not a folder")
     if args.primer is not None and not args.primer.is_file():
         raise UsageError(f"{args.primer}: no such file")
     request = ComposeRequest(
@@ -91,15 +93,30 @@ def _compose(args: argparse.Namespace) -> int:
     )
     library = ModelLibrary(args.models)
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-    suffix = args.out.suffix or ".mid"
-    outs = [args.out] if args.count == 1 else [
-        args.out.with_name(f"{args.out.stem}-{i}{suffix}") for i in range(1, args.count + 1)
-    ]
+    outs = [_numbered(args.out, i, args.count) for i in range(args.count)]
     for i, out in enumerate(outs):
         composition = compose(replace(request, seed=(seed + i) % (MAX_SEED + 1)), library)
-        out.write_bytes(composition.midi_bytes())
+        midi = composition.midi_bytes()
+        out.write_bytes(midi)
         print(f"{out}: {composition.description()}")
+        if args.audio is not None:
+            from composer.audio import render_ogg
+
+            audio = _numbered(args.audio, i, args.count)
+            audio.write_bytes(render_ogg(midi, soundfont=args.soundfont))
+            print(f"{audio}: OGG/Opus voice")
+        if args.score is not None:
+            from composer.score import render_png
+
+            score = _numbered(args.score, i, args.count)
+            score.write_bytes(render_png(composition.melody, f"{mix_label(composition.mix)} melody"))
+            print(f"{score}: sheet music")
     return 0
+
+
+def _numbered(path: Path, index: int, count: int) -> Path:
+    """``path`` itself for a single melody, else ``stem-N.suffix``."""
+    return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -164,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--candidates", type=int, default=4,
                          help=f"draw N candidates and keep the best, {c.MIN_CANDIDATES}..{c.MAX_CANDIDATES}")
     compose.add_argument("--count", type=int, default=1, help="write K melodies (seeds S, S+1, ...)")
+    compose.add_argument("--audio", type=Path, help="also write an OGG/Opus voice recording")
+    compose.add_argument("--score", type=Path, help="also write the sheet music as PNG")
+    compose.add_argument("--soundfont", type=Path, help="General MIDI soundfont (default: $SOUNDFONT, "
+                                                        "else Debian's FluidR3_GM)")
     compose.set_defaults(func=_compose)
     return parser
 
