@@ -1,5 +1,5 @@
 """Musical sanity for best-of-N: penalties (in nats per step, like the model's score) for melodies
-that hammer one note, stall, sprawl, leap wildly or stop on an unstable note."""
+that start late, hammer one note, stall, sprawl, leap wildly or stop on an unstable note."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ REPEAT_COST = 0.1
 STILL_COST = 0.5
 SPAN_COST = 0.05
 LEAP_COST = 0.1
+#: The first note coming only after a whole bar of silence.
+LATE_START_COST = 0.5
 #: Ending on the third or fifth instead of the tonic; ending anywhere else.
 NEAR_ENDING_COST, BAD_ENDING_COST = 0.15, 0.5
 
@@ -43,6 +45,8 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
         return NO_NOTES
     pitches = [pitch for pitch, _, _ in notes]
     penalty = REPEAT_COST * max(0, longest_repeat(pitches) - MAX_REPEATS)
+    if notes[0][1] >= melody.steps_per_bar:
+        penalty += LATE_START_COST
     onsets = [0] + [start for _, start, _ in notes] + [melody.n_steps]
     longest_still = max(b - a for a, b in pairwise(onsets))
     if longest_still > MAX_STILL_BARS * melody.steps_per_bar:
