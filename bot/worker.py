@@ -7,6 +7,8 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,12 +35,21 @@ def _init_worker(models_dir: Path, soundfont: Path | None) -> None:
     """Load every model once per worker process and make one tiny piece, so that the first person's
     piece pays no start-up costs (imports, the score engraver's fonts, the synthesiser)."""
     global _library, _soundfont
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     _library, _soundfont = ModelLibrary(models_dir), soundfont
     styles = _library.styles()
     for info in styles:
         _library.get(info.name)
     if styles:
         make_piece(ComposeRequest(style=styles[0].name, bars=1, candidates=1), _library, soundfont=soundfont)
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker once the bot that started it is gone (killed with SIGKILL, say): the pool would
+    otherwise leave it behind, holding its models, after every crash."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 @dataclass(frozen=True)
