@@ -10,6 +10,7 @@ from telegram.ext import Application, ApplicationBuilder
 from bot.config import Config
 from bot.handlers import register
 from bot.i18n import COMMANDS
+from bot.recovery import recover, register_recovery
 from bot.services import KEY, Services
 from bot.storage import Storage
 from bot.worker import Gate, PerChatUpdateProcessor, Workers
@@ -48,10 +49,8 @@ def setup_logging(config: Config) -> None:
 async def _post_init(app: Application) -> None:
     found: Services = app.bot_data[KEY]
     await found.storage.open()
-    pending = await found.storage.pending_requests()
-    if pending:
-        log.warning("%d request(s) were left unanswered by the last run", len(pending))
     found.workers.start()
+    await recover(app)
     for language, index in ((None, 0), ("ru", 1)):
         await app.bot.set_my_commands(
             [BotCommand(name, texts[index]) for name, texts in COMMANDS.items()], language_code=language
@@ -86,4 +85,5 @@ def build_application(config: Config, styles: dict[str, str]) -> Application:
         styles=styles,
     )
     register(app)
+    register_recovery(app)
     return app

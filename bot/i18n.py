@@ -117,6 +117,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, something went wrong on my side. Please try again; if it keeps happening, try /reset.",
         "ru": "Простите, у меня что-то сломалось. Попробуйте ещё раз; если повторится, попробуйте /reset.",
     },
+    "resumed": {
+        "en": "I was restarted while composing your melody. Composing it again now.",
+        "ru": "Меня перезапустили, пока я сочинял вашу мелодию. Сочиняю её заново.",
+    },
+    "interrupted": {
+        "en": "Sorry, I was restarted while composing your melody and could not finish it. "
+        "Please ask again: /compose, or send the file again.",
+        "ru": "Простите, меня перезапустили, пока я сочинял вашу мелодию, и я не успел её закончить. "
+        "Попросите ещё раз: /compose, или пришлите файл снова.",
+    },
     "not_allowed": {
         "en": "Sorry, this bot is private.",
         "ru": "Простите, это частный бот.",

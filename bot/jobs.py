@@ -58,8 +58,9 @@ async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, ask: Ask) -
     context.application.create_task(_make(context.bot, found, ask), update=update)
 
 
-async def _make(bot: Bot, found: Services, ask: Ask) -> None:
-    request: Request | None = None
+async def _make(bot: Bot, found: Services, ask: Ask, request: Request | None = None) -> None:
+    """Make and send the piece; ``request`` is its row when it has one already (made again after a
+    restart), else the row is written once the seed file (if any) is downloaded."""
     try:
         async with repeating(lambda: bot.send_chat_action(ask.chat_id, ChatAction.UPLOAD_DOCUMENT)):
             try:
@@ -68,11 +69,12 @@ async def _make(bot: Bot, found: Services, ask: Ask) -> None:
                     primer = bytes(await (await bot.get_file(ask.file_id)).download_as_bytearray())
                     if len(primer) > MAX_SEED_BYTES:
                         raise MidiError(f"{len(primer)} bytes", "too_large")
-                request = await found.storage.start_request(
-                    user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id,
-                    language=ask.language, kind=ask.kind, params=ask.params, primer_midi=primer,
-                    parent_id=ask.parent_id,
-                )
+                if request is None:
+                    request = await found.storage.start_request(
+                        user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id,
+                        language=ask.language, kind=ask.kind, params=ask.params, primer_midi=primer,
+                        parent_id=ask.parent_id,
+                    )
                 piece = await found.workers.run(Job(compose_request(ask.params), primer))
             finally:
                 # The piece is made (or failed): the user may ask for the next while this one is sent.

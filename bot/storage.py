@@ -81,6 +81,8 @@ class Request:
     parent_id: int | None
     status: str
     created_at: float
+    #: Why it failed; on a pending request, ``resumed`` marks one a restarted bot is making again.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,12 @@ class Storage:
                 ("failed" if error else "done", error, time.time(), request_id),
             )
 
+    async def mark_pending(self, request_id: int, note: str) -> None:
+        """Put ``note`` on a request that stays pending (``resumed``: a restarted bot is making it again)."""
+        async with self._write() as db:
+            await db.execute("UPDATE requests SET error = ? WHERE id = ? AND status = 'pending'",
+                             (note, request_id))
+
     async def add_composition(self, request: Request, *, seed: int, description: str, midi: bytes) -> int:
         """Store what a request produced (the request stays ``pending`` until its replies are sent)."""
         async with self._write() as db:
@@ -261,4 +269,5 @@ def _request(row: aiosqlite.Row) -> Request:
         parent_id=row["parent_id"],
         status=row["status"],
         created_at=row["created_at"],
+        error=row["error"],
     )
