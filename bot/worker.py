@@ -31,11 +31,11 @@ _library: ModelLibrary | None = None
 _soundfont: Path | None = None
 
 
-def _init_worker(models_dir: Path, soundfont: Path | None) -> None:
+def _init_worker(models_dir: Path, soundfont: Path | None, bot_pid: int) -> None:
     """Load every model once per worker process and make one tiny piece, so that the first person's
     piece pays no start-up costs (imports, the score engraver's fonts, the synthesiser)."""
     global _library, _soundfont
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(bot_pid,), name="parent-watch", daemon=True).start()
     _library, _soundfont = ModelLibrary(models_dir), soundfont
     styles = _library.styles()
     for info in styles:
@@ -46,7 +46,8 @@ def _init_worker(models_dir: Path, soundfont: Path | None) -> None:
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
     """End this worker once the bot that started it is gone (killed with SIGKILL, say): the pool would
-    otherwise leave it behind, holding its models, after every crash."""
+    otherwise leave it behind, holding its models, after every crash. ``parent`` comes from the bot, as
+    the bot may die while this process still imports, before it could ask for its parent."""
     while os.getppid() == parent:
         time.sleep(every)
     os._exit(1)
@@ -90,7 +91,7 @@ class Workers:
         # spawn: the parent runs threads (aiosqlite, httpx), which forking would copy in a broken state.
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(self.models_dir, self.soundfont),
+            initializer=_init_worker, initargs=(self.models_dir, self.soundfont, os.getpid()),
         )
         for _ in range(self.workers):
             self._pool.submit(_warm)
