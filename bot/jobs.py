@@ -60,21 +60,22 @@ async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, ask: Ask) -
 
 async def _make(bot: Bot, found: Services, ask: Ask, request: Request | None = None) -> None:
     """Make and send the piece; ``request`` is its row when it has one already (made again after a
-    restart), else the row is written once the seed file (if any) is downloaded."""
+    restart), else the row is written first, and a seed file is added to it once downloaded."""
     try:
         async with repeating(lambda: bot.send_chat_action(ask.chat_id, ChatAction.UPLOAD_DOCUMENT)):
             try:
+                if request is None:
+                    request = await found.storage.start_request(
+                        user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id,
+                        language=ask.language, kind=ask.kind, params=ask.params, primer_midi=ask.primer_midi,
+                        parent_id=ask.parent_id,
+                    )
                 primer = ask.primer_midi
                 if ask.file_id is not None:
                     primer = bytes(await (await bot.get_file(ask.file_id)).download_as_bytearray())
                     if len(primer) > MAX_SEED_BYTES:
                         raise MidiError(f"{len(primer)} bytes", "too_large")
-                if request is None:
-                    request = await found.storage.start_request(
-                        user_id=ask.user_id, chat_id=ask.chat_id, message_id=ask.message_id,
-                        language=ask.language, kind=ask.kind, params=ask.params, primer_midi=primer,
-                        parent_id=ask.parent_id,
-                    )
+                    await found.storage.set_primer(request.id, primer)
                 piece = await found.workers.run(Job(compose_request(ask.params), primer))
             finally:
                 # The piece is made (or failed): the user may ask for the next while this one is sent.

@@ -3,7 +3,8 @@
 A request is ``pending`` from before its work starts until its replies are sent, so a bot killed in
 between (SIGKILL, power loss) finds it at the next start. A recent one is made again, its row marked
 ``resumed`` first so that a request that itself brings the bot down is tried only once; a second
-interruption, or one older than ``RESUME_WITHIN``, gets an apology that asks the user to try again.
+interruption, one older than ``RESUME_WITHIN``, or a seed file that was still downloading gets an
+apology that asks the user to try again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ async def recover(app: Application) -> None:
     if pending:
         log.warning("%d request(s) were left unanswered by the last run", len(pending))
     for request in pending:
-        if request.error == RESUMED or time.time() - request.created_at > RESUME_WITHIN:
+        lost_seed = request.kind == "seed" and request.primer_midi is None  # killed while downloading it
+        if lost_seed or request.error == RESUMED or time.time() - request.created_at > RESUME_WITHIN:
             await _apologise(app, found, request)
         else:
             await found.storage.mark_pending(request.id, RESUMED)

@@ -215,6 +215,11 @@ class Storage:
                 ("failed" if error else "done", error, time.time(), request_id),
             )
 
+    async def set_primer(self, request_id: int, primer_midi: bytes) -> None:
+        """Add the seed file to a request once it is downloaded."""
+        async with self._write() as db:
+            await db.execute("UPDATE requests SET primer_midi = ? WHERE id = ?", (primer_midi, request_id))
+
     async def mark_pending(self, request_id: int, note: str) -> None:
         """Put ``note`` on a request that stays pending (``resumed``: a restarted bot is making it again)."""
         async with self._write() as db:

@@ -2,20 +2,27 @@
 
 Settings and history survive; the request it never answered is made again after the restart (with a
 word on why it comes late), and a request interrupted a second time gets an apology that asks the user
-to try again, so none is lost silently. The killed bot's worker processes do not outlive it.
+to try again, so none is lost silently. The killed bot's worker processes do not outlive it. The
+rules of recovery (made again once, if recent; a seed still downloading is asked for again) are
+checked in-process too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fake_telegram import BotProcess, FakeTelegram, FakeUser, Sent
 
 from bot.i18n import TEXTS
+from bot.recovery import recover
+from bot.services import KEY
+from bot.storage import Storage
 from composer.model_store import ModelLibrary
 
 PIECE = ["sendDocument", "sendVoice", "sendPhoto"]
@@ -142,3 +149,39 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
         compositions = db.execute("SELECT request_id FROM compositions ORDER BY id").fetchall()
         assert compositions[0] == (1,) and (2,) in compositions and (4,) in compositions
     assert "1 request(s) were left unanswered by the last run" in bot.log()
+
+
+async def test_recovery_makes_recent_requests_again_once_and_apologises_for_the_rest(tmp_path: Path) -> None:
+    """Which unanswered request is made again and which is apologised for, without a bot process."""
+    storage = Storage(tmp_path / "bot.sqlite3")
+    await storage.open()
+    sent: list[tuple[int, str]] = []
+
+    async def send_message(chat_id: int, text: str) -> None:
+        sent.append((chat_id, text))
+
+    app = SimpleNamespace(bot_data={KEY: SimpleNamespace(storage=storage)}, update_queue=asyncio.Queue(),
+                          bot=SimpleNamespace(send_message=send_message))
+    params = {"style": "chinese", "bars": 4, "temperature": 1.0, "tempo": None, "instrument": None}
+    try:
+        ids = {}
+        for chat, kind, primer in ((1, "compose", None), (2, "seed", b"MThd"), (3, "seed", None),
+                                   (4, "compose", None), (5, "again", None), (6, "compose", None)):
+            request = await storage.start_request(user_id=chat, chat_id=chat, message_id=None, language="ru",
+                                                  kind=kind, params=params, primer_midi=primer)
+            ids[chat] = request.id
+        await storage.mark_pending(ids[4], "resumed")  # already made again once
+        await storage.db.execute("UPDATE requests SET created_at = created_at - 7200 WHERE id = ?", (ids[5],))
+        await storage.db.commit()
+        await storage.finish_request(ids[6])
+        await recover(app)  # type: ignore[arg-type]
+
+        queued = [app.update_queue.get_nowait().request.id for _ in range(app.update_queue.qsize())]
+        assert queued == [ids[1], ids[2]]
+        assert sorted(sent) == [(chat, TEXTS["interrupted"]["ru"]) for chat in (3, 4, 5)]
+        statuses = {r.id: (r.status, r.error) for r in [await storage.get_request(i) for i in ids.values()]}
+        assert statuses == {ids[1]: ("pending", "resumed"), ids[2]: ("pending", "resumed"),
+                            ids[3]: ("failed", "interrupted"), ids[4]: ("failed", "interrupted"),
+                            ids[5]: ("failed", "interrupted"), ids[6]: ("done", None)}
+    finally:
+        await storage.close()
