@@ -8,6 +8,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _library: ModelLibrary | None = None
 _soundfont: Path | None = None
+#: Set while this worker process makes a piece (it has temporary files open).
+_working = threading.Event()
 
 
 def _init_worker(models_dir: Path, soundfont: Path | None, bot_pid: int) -> None:
@@ -41,16 +44,31 @@ def _init_worker(models_dir: Path, soundfont: Path | None, bot_pid: int) -> None
     for info in styles:
         _library.get(info.name)
     if styles:
-        make_piece(ComposeRequest(style=styles[0].name, bars=1, candidates=1), _library, soundfont=soundfont)
+        _make(ComposeRequest(style=styles[0].name, bars=1, candidates=1), None)
 
 
-def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 30.0) -> None:
     """End this worker once the bot that started it is gone (killed with SIGKILL, say): the pool would
     otherwise leave it behind, holding its models, after every crash. ``parent`` comes from the bot, as
-    the bot may die while this process still imports, before it could ask for its parent."""
+    the bot may die while this process still imports, before it could ask for its parent. A piece in
+    progress is interrupted first (SIGINT), so that its temporary files and renderers are cleaned up."""
     while os.getppid() == parent:
         time.sleep(every)
+    if _working.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + grace
+        while _working.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
     os._exit(1)
+
+
+def _make(request: ComposeRequest, primer_midi: bytes | None) -> Piece:
+    assert _library is not None, "worker not initialised"
+    _working.set()
+    try:
+        return make_piece(request, _library, primer_midi=primer_midi, soundfont=_soundfont)
+    finally:
+        _working.clear()
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,7 @@ def _warm() -> None:
 
 
 def _run(job: Job) -> Piece:
-    assert _library is not None, "worker not initialised"
-    return make_piece(job.request, _library, primer_midi=job.primer_midi, soundfont=_soundfont)
+    return _make(job.request, job.primer_midi)
 
 
 class Overloaded(Exception):

@@ -95,9 +95,12 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
         pytest.skip(f"no trained models in {models_dir}")
     who = FakeUser(7, "Ann", "en")
     database = tmp_path / "bot.sqlite3"
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     with FakeTelegram() as telegram:
         def start() -> BotProcess:
-            return BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0]).start()
+            return BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0],
+                              TMPDIR=str(temporary)).start()
 
         bot = start()
         assert _say(telegram, who, "/temperature 0.5") == "Saved: temperature = 0.5."
@@ -149,6 +152,7 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
         compositions = db.execute("SELECT request_id FROM compositions ORDER BY id").fetchall()
         assert compositions[0] == (1,) and (2,) in compositions and (4,) in compositions
     assert "1 request(s) were left unanswered by the last run" in bot.log()
+    assert list(temporary.iterdir()) == [], "temporary files were left behind"
 
 
 async def test_recovery_makes_recent_requests_again_once_and_apologises_for_the_rest(tmp_path: Path) -> None:
