@@ -30,7 +30,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: deps
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/sampler_bench.py --style classical
+	$(PY) benchmarks/render_bench.py
+	$(PY) benchmarks/bot_bench.py
 
 train-all: deps
 	for s in classical renaissance folk chinese celtic; do $(PY) -m composer train --style $$s --corpus || exit 1; done
