@@ -55,10 +55,10 @@ async def submit(update: Update, context: ContextTypes.DEFAULT_TYPE, ask: Ask) -
             ask.chat_id, t(ask.language, "rate_limited", seconds=retry_seconds(exc))
         )
         return
-    context.application.create_task(_make(context.bot, found, ask), update=update)
+    context.application.create_task(compose_and_send(context.bot, found, ask), update=update)
 
 
-async def _make(bot: Bot, found: Services, ask: Ask, request: Request | None = None) -> None:
+async def compose_and_send(bot: Bot, found: Services, ask: Ask, request: Request | None = None) -> None:
     """Make and send the piece; ``request`` is its row when it has one already (made again after a
     restart), else the row is written first, and a seed file is added to it once downloaded."""
     try:

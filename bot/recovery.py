@@ -19,7 +19,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.i18n import t
-from bot.jobs import Ask, _make
+from bot.jobs import Ask, compose_and_send
 from bot.services import KEY, Services, services
 from bot.storage import Request
 from bot.worker import Busy, RateLimited
@@ -79,7 +79,7 @@ async def _remake(bot: Bot, found: Services, ask: Ask, request: Request) -> None
     """The notice, then the piece; the error handler cannot apologise for a ``Resume``, so this does."""
     try:
         await bot.send_message(ask.chat_id, t(ask.language, "resumed"))
-        await _make(bot, found, ask, request)
+        await compose_and_send(bot, found, ask, request)
     except Exception:
         found.gate.leave(ask.user_id)
         with contextlib.suppress(TelegramError):

@@ -87,36 +87,6 @@ def test_a_restart_keeps_settings_and_the_buttons_still_work(models_dir: Path, t
             assert bot.stop() == 0
 
 
-def _wait_for_pending_row(database: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(database) as db:
-            if db.execute("SELECT count(*) FROM requests WHERE status = 'pending'").fetchone()[0]:
-                return
-        time.sleep(0.05)
-    raise TimeoutError("no pending request was written")
-
-
-def test_a_killed_bot_leaves_its_unanswered_request_pending(models_dir: Path, tmp_path: Path) -> None:
-    styles = [info.name for info in ModelLibrary(models_dir).styles()]
-    if not styles:
-        pytest.skip(f"no trained models in {models_dir}")
-    who = FakeUser(3, "Ann", "en")
-    with FakeTelegram() as telegram:
-        bot = BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0]).start()
-        try:
-            _say(telegram, who, "/bars 64")
-            mark = telegram.mark()
-            telegram.send_text(who, "/compose")
-            telegram.wait(lambda sent: [s for s in sent[mark:] if s.method == "sendChatAction"])
-            _wait_for_pending_row(tmp_path / "bot.sqlite3")
-        finally:
-            bot.stop(signal.SIGKILL)
-        bot = BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0]).start()
-        assert bot.stop() == 0
-        assert "1 request(s) were left unanswered by the last run" in bot.log()
-
-
 def test_an_unexpected_error_is_logged_and_answered_politely(models_dir: Path, tmp_path: Path) -> None:
     styles = [info.name for info in ModelLibrary(models_dir).styles()]
     if not styles:
