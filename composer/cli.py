@@ -50,7 +50,7 @@ def _train(args: argparse.Namespace) -> int:
     if len(melodies) < 10:
         raise UsageError(f"only {len(melodies)} usable melodies: at least 10 are needed")
     options = TrainOptions(units=args.units, max_epochs=args.epochs, max_minutes=args.max_minutes,
-                           target_tokens=args.target_tokens)
+                           target_tokens=args.target_tokens, normalise_keys=args.normalise_keys)
     card = train_style(args.style, melodies, report, source, args.models / args.style, options,
                        description, program)
     print(f"{args.style}: test NLL {card['test_nll']} vs n-gram {card['ngram_test_nll']} "
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=float, default=40.0, help="time budget for training")
     train.add_argument("--target-tokens", type=int, default=1_000_000,
                        help="training tokens per epoch to reach with transpositions")
+    train.add_argument("--normalise-keys", action="store_true",
+                       help="move every piece to C major / A minor instead of transposing at random")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")

@@ -12,7 +12,7 @@ from composer.encoding import decode, encode, fit_range
 from composer.errors import ComposerError, StyleError
 from composer.instruments import instrument_name, program_for
 from composer.judge import candidate_scores
-from composer.keys import estimate_keys, key_name
+from composer.keys import estimate_keys, key_name, normalising_shift
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
@@ -109,8 +109,9 @@ class Composition:
         return melody_to_midi(self.melody)
 
 
-def _primer_context(primer: Melody, bars: int, max_positions: int) -> tuple[Melody, int]:
-    """The primer's last ``bars`` bars (padded to a whole bar) in the models' range, and the shift used."""
+def _primer_context(primer: Melody, bars: int, max_positions: int, in_c: bool) -> tuple[Melody, int]:
+    """The primer's last ``bars`` bars (padded to a whole bar) in the models' range, moved to C major or
+    A minor if ``in_c``, and the shift used."""
     if primer.steps_per_bar > max_positions:
         raise RequestError(f"the primer's {primer.time_signature[0]}/{primer.time_signature[1]} bars are "
                            "longer than the models know", "bad_primer")
@@ -118,33 +119,49 @@ def _primer_context(primer: Melody, bars: int, max_positions: int) -> tuple[Melo
     context = padded.bars(max(0, math.ceil(padded.n_bars) - bars))
     if not context.pitches():
         raise RequestError(f"the primer's last {bars} bars have no notes", "bad_primer")
-    fitted = fit_range(context)
+    moved = context.transposed(normalising_shift(np.array(context.events))) if in_c else context
+    fitted = fit_range(moved)
     if fitted is None:
         raise RequestError("the primer spans more than three octaves", "bad_primer")
     return fitted, fitted.pitches()[0] - context.pitches()[0]
 
 
 def _shift_back(events: np.ndarray, shift: int) -> tuple[int, ...]:
-    """Undo the primer's range shift, folding any note past the MIDI range back by octaves."""
+    """Undo the shift into the models' range (and key), folding notes past the MIDI range by octaves."""
     pitches = events + shift
     pitches = np.where(pitches > 127, pitches - 12 * ((pitches - 116) // 12), pitches)
     pitches = np.where(pitches < 0, pitches + 12 * ((11 - pitches) // 12), pitches)
     return tuple(int(e) for e in np.where(events >= 0, pitches, events))
 
 
+def _corpus_key_shift(key_shifts: tuple[int, ...], seed: int) -> int:
+    """A shift (-6..+5) drawn, by the seed, as often as the corpus's pieces needed it to reach C."""
+    weights = np.array(key_shifts, dtype=float)
+    shift = int(np.random.default_rng([seed, 1]).choice(12, p=weights / weights.sum()))
+    return (shift + 6) % 12 - 6
+
+
 def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
-    """Sample ``request.candidates`` melodies in one batch; keep the best by model score and sanity."""
+    """Sample ``request.candidates`` melodies in one batch; keep the best by model score and sanity.
+
+    If a style of the mix was trained with keys normalised, the models play in C major / A minor: a
+    primer is moved there and the result back to the primer's key, else to a key drawn from the lead
+    style's corpus."""
     mix = request.mix
     mixture = library.mixture(mix)
     lead = library.get(max(mix, key=mix.__getitem__)).info
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     program = program_for(request.instrument) if request.instrument is not None else lead.program
+    in_c = any(library.get(name).info.key_shifts for name in mix)
     if request.primer is not None:
         max_positions = min(library.get(name).model.config.max_positions for name in mix)
-        context, shift = _primer_context(request.primer, request.primer_bars, max_positions)
+        context, shift = _primer_context(request.primer, request.primer_bars, max_positions, in_c)
         like = Melody((), context.time_signature, request.tempo_bpm or context.tempo_bpm, program)
     else:
-        context, shift = None, 0
+        context = None
+        by_weight = sorted(mix, key=mix.__getitem__, reverse=True)
+        key_shifts = next((s for s in (library.get(name).info.key_shifts for name in by_weight) if s), None)
+        shift = _corpus_key_shift(key_shifts, seed) if key_shifts else 0
         like = Melody((), lead.time_signature, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
     primer_tokens = encode(context) if context is not None else []

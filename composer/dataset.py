@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.encoding import HIGH_PITCH, LOW_PITCH, PAD, training_pair
+from composer.encoding import HIGH_PITCH, LOW_PITCH, PAD, fit_range, training_pair
+from composer.keys import normalising_shift
 from composer.melody import Melody
 
 #: Long pieces are cut at bar lines into chunks of at most this many steps.
@@ -53,6 +54,16 @@ def transpositions(melody: Melody, count: int, rng: random.Random) -> list[Melod
     return [melody] + [melody.transposed(s) for s in rng.sample(shifts, min(count, len(shifts)))]
 
 
+def in_c(melody: Melody) -> tuple[Melody, int]:
+    """The melody moved to C major or A minor (by its estimated key, within the models' range), and
+    the semitones it moved."""
+    shift = normalising_shift(np.array(melody.events))
+    moved = fit_range(melody.transposed(shift)) if shift else melody
+    if moved is None:
+        raise ValueError("the melody spans more than the models' range")
+    return moved, moved.pitches()[0] - melody.pitches()[0]
+
+
 def token_sequences(melodies: list[Melody]) -> list[list[int]]:
     """The target token lists (tokens + END) of each melody's chunks, as the models are scored on."""
     return [training_pair(c)[2].tolist() for m in melodies for c in chunks(m)]
@@ -88,22 +99,36 @@ class PreparedData:
     split: Split
     augmented: list[Melody]
     transpositions_per_piece: int
+    #: With keys normalised: how many pieces were moved by each shift 0..11 (mod 12), else None.
+    key_shifts: list[int] | None = None
 
 
-def prepare(melodies: list[Melody], target_tokens: int, seed: int) -> PreparedData:
+def prepare(melodies: list[Melody], target_tokens: int, seed: int,
+            normalise_keys: bool = False) -> PreparedData:
     """Split by piece, then augment the training pieces to about ``target_tokens`` an epoch.
 
     Each piece gets ``k`` random transpositions and is itself repeated ``k`` times, so half of an
-    epoch keeps the corpus's own keys (the test split is in them) and half teaches other keys.
+    epoch keeps the corpus's own keys (the test split is in them) and half teaches other keys. With
+    ``normalise_keys`` every piece (test split included) is moved to C major or A minor instead and
+    repeated ``2k`` times: the model then need not work out the key, and the sampler moves its melodies
+    to a key drawn from ``key_shifts``.
     """
+    key_shifts = None
+    if normalise_keys:
+        moved = [in_c(m) for m in melodies]
+        melodies = [m for m, _ in moved]
+        key_shifts = np.bincount([shift % 12 for _, shift in moved], minlength=12).tolist()
     split = split_pieces(melodies)
     rng = random.Random(seed)
     train_tokens = sum(m.n_steps + 1 for m in split.train)
     per_piece = int(np.clip(round(target_tokens / max(2 * train_tokens, 1)), 0, 6))
     augmented = []
     for melody in split.train:
-        augmented += [melody] * max(per_piece - 1, 0) + transpositions(melody, per_piece, rng)
-    return PreparedData(split, augmented, per_piece)
+        if normalise_keys:
+            augmented += [melody] * max(2 * per_piece, 1)
+        else:
+            augmented += [melody] * max(per_piece - 1, 0) + transpositions(melody, per_piece, rng)
+    return PreparedData(split, augmented, 0 if normalise_keys else per_piece, key_shifts)
 
 
 def save_melodies(path: Path, melodies: list[Melody]) -> None:

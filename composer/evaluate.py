@@ -75,6 +75,8 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
         "tokens": sum(m.n_steps + 1 for m in split.train + split.validation + split.test),
         "train_tokens_per_epoch": sum(m.n_steps + 1 for m in data.augmented),
         "transpositions_per_piece": data.transpositions_per_piece,
+        "keys_normalised": data.key_shifts is not None,
+        "repeats_per_piece": len(data.augmented) // max(len(split.train), 1),
         "vocab_size": VOCAB_SIZE,
         "parameters": model.parameters,
         "size_bytes": (model_dir / "weights.npz").stat().st_size,
@@ -97,15 +99,23 @@ def model_readme(card: dict) -> str:
         f"# {card['style']} model\n\n"
         f"{card['description']}. Trained on {card['pieces']} melodies ({card['tokens']:,} steps) from "
         f"{card['source']}, split by piece {split['train']}/{split['validation']}/{split['test']} "
-        f"(train/validation/test); each training piece is repeated "
-        f"{max(card['transpositions_per_piece'], 1)} time(s) in its own key and "
-        f"{card['transpositions_per_piece']} time(s) transposed at random (up to 6 semitones).\n\n"
+        f"(train/validation/test); {_augmentation(card)}.\n\n"
         f"{card['architecture']}; {card['parameters']:,} parameters ({card['size_bytes']:,} bytes); "
         f"{card['epochs']} epochs in {card['train_seconds']} s on {card['machine']}.\n\n"
         f"Test NLL {card['test_nll']} nats/step against {card['ngram_test_nll']} for the best smoothed "
         f"n-gram on the same split ({gain:.1f}% lower); uniform guessing would be {card['uniform_nll']}.\n\n"
         f"Reproduce: `{card['command']}`; recompute the scores: `python -m composer evaluate`.\n"
     )
+
+
+def _augmentation(card: dict) -> str:
+    if card.get("keys_normalised"):
+        return (f"every piece is moved to C major or A minor (by its estimated key) and each training piece "
+                f"repeated {card['repeats_per_piece']} times; the sampler moves each melody to a key drawn "
+                "from the corpus's keys")
+    k = card["transpositions_per_piece"]
+    return (f"each training piece is repeated {max(k, 1)} time(s) in its own key and {k} time(s) "
+            "transposed at random (up to 6 semitones)")
 
 
 def nll_table(cards: list[dict]) -> str:
@@ -137,7 +147,8 @@ def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
             continue
         melodies, report = build_style_corpus(style, cache_dir)
         options = old["options"]
-        data = prepare(melodies, options["target_tokens"], options["seed"])
+        data = prepare(melodies, options["target_tokens"], options["seed"],
+                       options.get("normalise_keys", False))
         training = {k: old[k] for k in TRAINING_KEYS}
         cards.append(score_model(card_path.parent, data, report, old["source"], training))
     return cards
@@ -145,9 +156,10 @@ def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
 
 def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tuple[str, dict, dict]]:
     """Per style: MGEval-style feature overlaps of ``count`` generated melodies with the test split
-    (cut to the same length), and the ceiling (two halves of the test split)."""
+    (cut to the same length), and the ceiling (two halves of the test split). A style trained with keys
+    normalised has its test split in C major / A minor, so its melodies are compared there too."""
     from composer.compose import ComposeRequest, compose
-    from composer.dataset import chunks, load_melodies
+    from composer.dataset import chunks, in_c, load_melodies
     from composer.features import feature_overlaps, overlap_ceiling
     from composer.model_store import ModelLibrary
 
@@ -158,6 +170,8 @@ def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tup
         real = [c for m in test for c in chunks(m, bars * m.steps_per_bar)]
         generated = [compose(ComposeRequest(info.name, bars=bars, seed=seed), library).melody
                      for seed in range(count)]
+        if info.key_shifts:
+            generated = [in_c(m)[0] for m in generated]
         rows.append((info.name, feature_overlaps(generated, real), overlap_ceiling(real)))
     return rows
 

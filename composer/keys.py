@@ -40,6 +40,13 @@ def estimate_keys(events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best % 12, best >= 12
 
 
+def normalising_shift(events: np.ndarray) -> int:
+    """Semitones (-6..+5) that move the estimated key of ``events (T,)`` to C major or A minor."""
+    (tonic,), (minor,) = estimate_keys(np.asarray(events)[None, :])
+    relative_major = (tonic + 3) % 12 if minor else tonic
+    return int((6 - relative_major) % 12 - 6)
+
+
 def key_name(tonic: int, minor: bool) -> str:
     """``"G major"``, ``"Bb minor"``: the spelling pretty_midi's key signatures read."""
     return f"{_NAMES[int(tonic) % 12]} {'minor' if minor else 'major'}"

@@ -32,11 +32,16 @@ class StyleInfo:
     program: int
     tempo_bpm: float
     time_signature: tuple[int, int]
+    #: Trained with keys normalised to C major / A minor: how many corpus pieces were moved by each
+    #: shift 0..11 to get there (the sampler draws its keys from it); None if trained in all keys.
+    key_shifts: tuple[int, ...] | None = None
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> StyleInfo:
+        shifts = config.get("key_shifts")
         return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
-                   float(config.get("tempo_bpm", 120)), tuple(config.get("time_signature", (4, 4))))
+                   float(config.get("tempo_bpm", 120)), tuple(config.get("time_signature", (4, 4))),
+                   tuple(int(n) for n in shifts) if shifts else None)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class TrainOptions:
     target_tokens: int = 1_000_000
     max_minutes: float = 40.0
     seed: int = 7
+    #: Move every piece to C major / A minor instead of transposing it at random.
+    normalise_keys: bool = False
 
 
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
@@ -48,11 +50,11 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     keras.utils.set_random_seed(options.seed)
     from composer.keras_model import build_keras_model, export_weights
 
-    data = prepare(melodies, options.target_tokens, options.seed)
+    data = prepare(melodies, options.target_tokens, options.seed, options.normalise_keys)
     split = data.split
+    keys = "keys normalised" if data.key_shifts else f"{data.transpositions_per_piece} transpositions a piece"
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
-        f"{data.transpositions_per_piece} transpositions per piece -> "
-        f"{sum(m.n_steps + 1 for m in data.augmented)} tokens an epoch")
+        f"{keys} -> {sum(m.n_steps + 1 for m in data.augmented)} tokens an epoch")
 
     config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, options.token_embedding, options.position_embedding,
                          options.units, options.layers, options.dropout)
@@ -119,6 +121,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         "time_signature": list(signatures.most_common(1)[0][0]),
         "tempo_bpm": round(statistics.median(m.tempo_bpm for m in melodies)),
     }
+    if data.key_shifts is not None:
+        meta["key_shifts"] = data.key_shifts
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     training = {
         "architecture": f"embedding {config.token_embedding}+{config.position_embedding} (bar position), "
@@ -137,7 +141,8 @@ def training_command(style: str, options: TrainOptions, source: str) -> str:
     where = "--corpus" if source.startswith("music21") else "--midi-dir DIR"
     return (f"python -m composer train --style {style} {where} --units {options.units} "
             f"--epochs {options.max_epochs} --max-minutes {options.max_minutes:g} "
-            f"--target-tokens {options.target_tokens}")
+            f"--target-tokens {options.target_tokens}"
+            + (" --normalise-keys" if options.normalise_keys else ""))
 
 
 def log(message: str) -> None:
