@@ -110,9 +110,10 @@ def model_readme(card: dict) -> str:
 
 def _augmentation(card: dict) -> str:
     if card.get("keys_normalised"):
-        return (f"every piece is moved to C major or A minor (by its estimated key) and each training piece "
-                f"repeated {card['repeats_per_piece']} times; the sampler moves each melody to a key drawn "
-                "from the corpus's keys")
+        repeats = card["repeats_per_piece"]
+        return ("every piece is moved to C major or A minor (by its estimated key) and each training piece "
+                f"used {'once' if repeats == 1 else f'{repeats} times'} an epoch; the sampler moves each "
+                "melody to a key drawn from the corpus's keys")
     k = card["transpositions_per_piece"]
     return (f"each training piece is repeated {max(k, 1)} time(s) in its own key and {k} time(s) "
             "transposed at random (up to 6 semitones)")
