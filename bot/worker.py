@@ -22,6 +22,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from composer.audio import renders_in_progress
 from composer.compose import ComposeRequest
 from composer.model_store import ModelLibrary
 from composer.piece import Piece, make_piece
@@ -32,6 +33,9 @@ _library: ModelLibrary | None = None
 _soundfont: Path | None = None
 #: Set while this worker process makes a piece (it has temporary files open).
 _working = threading.Event()
+#: Taken to start a piece, and by the parent watch once the bot is gone (then no piece starts).
+_gate = threading.Lock()
+_closing = False
 
 
 def _init_worker(models_dir: Path, soundfont: Path | None, bot_pid: int) -> None:
@@ -51,20 +55,28 @@ def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 30.0) -> N
     """End this worker once the bot that started it is gone (killed with SIGKILL, say): the pool would
     otherwise leave it behind, holding its models, after every crash. ``parent`` comes from the bot, as
     the bot may die while this process still imports, before it could ask for its parent. A piece in
-    progress is interrupted first (SIGINT), so that its temporary files and renderers are cleaned up."""
+    progress is interrupted first (SIGINT), and its audio rendering, which runs in a thread of its own and
+    may outlive an interrupted piece, is waited for, so that temporary files and renderers are cleaned up."""
+    global _closing
     while os.getppid() == parent:
         time.sleep(every)
-    if _working.is_set():
+    with _gate:
+        _closing = True
+        busy = _working.is_set()
+    if busy:
         os.kill(os.getpid(), signal.SIGINT)
-        deadline = time.monotonic() + grace
-        while _working.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    deadline = time.monotonic() + grace
+    while (_working.is_set() or renders_in_progress()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     os._exit(1)
 
 
 def _make(request: ComposeRequest, primer_midi: bytes | None) -> Piece:
     assert _library is not None, "worker not initialised"
-    _working.set()
+    with _gate:
+        if _closing:
+            raise RuntimeError("the bot that asked for this piece is gone")
+        _working.set()
     try:
         return make_piece(request, _library, primer_midi=primer_midi, soundfont=_soundfont)
     finally:

@@ -8,11 +8,13 @@ step runs under one time limit; the temporary folder is removed whatever happens
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +39,27 @@ SILENCE = 1e-4  # peak below about -80 dBFS counts as silence
 MAX_SECONDS = 600.0
 BITRATE_KBPS = 48  # mono music: clean at 48 kbit/s, about 6 KB a second
 OPUS_COMPLEXITY = 6  # measured: 30% less CPU than the default 10
+
+_renders_lock = threading.Lock()
+_renders = 0
+
+
+def renders_in_progress() -> int:
+    """How many ``render_ogg`` calls in this process hold temporary files right now (a process about to
+    exit can wait for them, whichever thread they run in)."""
+    return _renders
+
+
+@contextlib.contextmanager
+def _counted():
+    global _renders
+    with _renders_lock:
+        _renders += 1
+    try:
+        yield
+    finally:
+        with _renders_lock:
+            _renders -= 1
 
 FLUIDSYNTH_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
 OPUSENC_HINT = "apt-get install opus-tools"
@@ -101,7 +124,7 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
     if midi_seconds > MAX_SECONDS:
         raise RenderError(f"the MIDI lasts {midi_seconds:.0f} s, over {MAX_SECONDS:.0f} s", code="too_long")
     frames = round((midi_seconds + TAIL_SECONDS) * SAMPLE_RATE)
-    with tempfile.TemporaryDirectory(prefix="composer-audio-") as folder:
+    with _counted(), tempfile.TemporaryDirectory(prefix="composer-audio-") as folder:
         midi_path, wav_path = Path(folder, "in.mid"), Path(folder, "out.wav")
         midi_path.write_bytes(midi)
         BoundedFluidSynth(font, SAMPLE_RATE, _left(deadline)).midi_to_audio(str(midi_path), str(wav_path))

@@ -146,3 +146,22 @@ def test_bytes_that_are_not_midi_are_refused() -> None:
     with pytest.raises(RenderError) as caught:
         render_ogg(b"this is not a MIDI file")
     assert caught.value.code == "bad_midi"
+
+
+def test_a_render_is_counted_while_it_holds_temporary_files(
+    midi: bytes, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from composer import audio
+
+    seen: list[tuple[int, list[str]]] = []
+
+    def fail(self: audio.BoundedFluidSynth, midi_file: str, audio_file: str) -> None:
+        seen.append((audio.renders_in_progress(), os.listdir(private_tmp)))
+        raise RenderError("stopped here", code="timeout")
+
+    monkeypatch.setattr(audio.BoundedFluidSynth, "midi_to_audio", fail)
+    assert audio.renders_in_progress() == 0
+    with pytest.raises(RenderError):
+        render_ogg(midi)
+    assert seen[0][0] == 1 and seen[0][1], "the render held no temporary folder while counted"
+    assert audio.renders_in_progress() == 0 and os.listdir(private_tmp) == []
