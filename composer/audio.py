@@ -40,6 +40,9 @@ MAX_SECONDS = 600.0
 BITRATE_KBPS = 48  # mono music: clean at 48 kbit/s, about 6 KB a second
 OPUS_COMPLEXITY = 6  # measured: 30% less CPU than the default 10
 
+FLUIDSYNTH_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
+OPUSENC_HINT = "apt-get install opus-tools"
+
 _renders_lock = threading.Lock()
 _renders = 0
 
@@ -60,9 +63,6 @@ def _counted():
     finally:
         with _renders_lock:
             _renders -= 1
-
-FLUIDSYNTH_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
-OPUSENC_HINT = "apt-get install opus-tools"
 
 
 def check_setup(soundfont: Path | None = None) -> Path:

@@ -152,7 +152,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     lead = library.get(max(mix, key=mix.__getitem__)).info
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     program = program_for(request.instrument) if request.instrument is not None else lead.program
-    in_c = any(library.get(name).info.key_shifts for name in mix)
+    key_shifts = {name: library.get(name).info.key_shifts for name in mix}
+    in_c = any(key_shifts.values())
     if request.primer is not None:
         max_positions = min(library.get(name).model.config.max_positions for name in mix)
         context, shift = _primer_context(request.primer, request.primer_bars, max_positions, in_c)
@@ -160,8 +161,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     else:
         context = None
         by_weight = sorted(mix, key=mix.__getitem__, reverse=True)
-        key_shifts = next((s for s in (library.get(name).info.key_shifts for name in by_weight) if s), None)
-        shift = _corpus_key_shift(key_shifts, seed) if key_shifts else 0
+        drawn_from = next((key_shifts[name] for name in by_weight if key_shifts[name]), None)
+        shift = _corpus_key_shift(drawn_from, seed) if drawn_from else 0
         like = Melody((), lead.time_signature, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
     primer_tokens = encode(context) if context is not None else []

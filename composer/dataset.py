@@ -58,7 +58,7 @@ def in_c(melody: Melody) -> tuple[Melody, int]:
     """The melody moved to C major or A minor (by its estimated key, within the models' range), and
     the semitones it moved."""
     shift = normalising_shift(np.array(melody.events))
-    moved = fit_range(melody.transposed(shift)) if shift else melody
+    moved = fit_range(melody.transposed(shift))
     if moved is None:
         raise ValueError("the melody spans more than the models' range")
     return moved, moved.pitches()[0] - melody.pitches()[0]
