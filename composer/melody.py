@@ -49,6 +49,38 @@ class Melody:
         return self.n_steps / self.steps_per_bar
 
     @property
+    def beat_steps(self) -> int:
+        """Steps in one beat: a dotted quarter in compound metres (6/8, 9/8, 12/8), else the denominator."""
+        num, den = self.time_signature
+        if den == 8 and num % 3 == 0 and num > 3:
+            return 6
+        return max(1, STEPS_PER_QUARTER * 4 // den)
+
+    @property
+    def first_onset(self) -> int | None:
+        """Step of the first note, None if there is none."""
+        return next((i for i, e in enumerate(self.events) if e >= 0), None)
+
+    @property
+    def pickup_steps(self) -> int:
+        """Length of the anacrusis: when the first note comes in the second half of the first bar, the
+        steps from it to the first bar line (the silence before it is not played, and the MIDI file and
+        score write a short first bar); else 0."""
+        first = self.first_onset
+        spb = self.steps_per_bar
+        if first is None or not spb // 2 <= first < spb or first == 0:
+            return 0
+        return spb - first
+
+    @property
+    def leading_rest_steps(self) -> int:
+        """Silence a listener hears before the first note: none before an anacrusis."""
+        first = self.first_onset
+        if first is None:
+            return self.n_steps
+        return 0 if self.pickup_steps else first
+
+    @property
     def seconds_per_step(self) -> float:
         return 60.0 / self.tempo_bpm / STEPS_PER_QUARTER
 
