@@ -1,11 +1,29 @@
-"""The baseline every model must beat: an interpolated absolute-discounting n-gram model."""
+"""The baselines every model must beat: an interpolated absolute-discounting n-gram model (the long-term
+model, LTM, trained on a corpus) and, IDyOM-style (Pearce 2005), the same model combined per step with a
+short-term model (STM) trained on the piece so far.
+
+How LTM and STM are combined (``combine_log_probs``): at every step each model gives a full distribution
+over the vocabulary; model ``m`` gets the weight ``w_m = (H_m / H_max) ** -bias``, where ``H_m`` is the
+entropy of its distribution and ``H_max = log V`` (a confident model counts more; ``bias = 0`` is an equal
+mix). The combination is either the weighted geometric mean ``p(x) ∝ prod_m p_m(x) ** (w_m / sum w)``,
+renormalised over the vocabulary (IDyOM's best in Pearce 2005, the default), or the weighted arithmetic
+mean ``sum_m w_m p_m(x) / sum w``. At the start of a piece the STM knows nothing, its distribution is
+(near) uniform, its entropy maximal and its weight smallest. ``tune_ltm_stm`` picks the STM order, the
+bias and the combination on validation sequences.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from composer.encoding import START
+
+#: Floor for relative entropies before they are raised to a negative power.
+_MIN_RELATIVE_ENTROPY = 1e-3
 
 
 class NGramModel:
@@ -20,6 +38,7 @@ class NGramModel:
         # counts[k][context of length k] -> Counter of next tokens
         self.counts: list[dict[tuple[int, ...], Counter]] = [defaultdict(Counter) for _ in range(order)]
         self.totals: list[dict[tuple[int, ...], int]] = [defaultdict(int) for _ in range(order)]
+        self._dense: dict[tuple[int, ...], np.ndarray] = {}
 
     def fit(self, sequences: list[list[int]]) -> NGramModel:
         """Count every target token of each sequence (which starts after an implicit START)."""
@@ -33,6 +52,7 @@ class NGramModel:
                     self.counts[k][context][token] += 1
                     self.totals[k][context] += 1
                 history.append(token)
+        self._dense = {}
         return self
 
     def with_order(self, order: int, discount: float) -> NGramModel:
@@ -65,3 +85,207 @@ class NGramModel:
                 count += 1
                 history.append(token)
         return total / max(count, 1)
+
+    def distribution(self, history: Sequence[int]) -> np.ndarray:
+        """The whole next-token distribution ``(V,)`` after ``history`` (which starts with START):
+        ``distribution(h)[t] == prob(t, h)``. Cached by context, so treat the result as read-only."""
+        key = tuple(history[max(0, len(history) - self.order + 1) :]) if self.order > 1 else ()
+        dense = self._dense.get(key)
+        if dense is None:
+            dense = self._dense[key] = self._compute_distribution(key)
+        return dense
+
+    def _compute_distribution(self, history: tuple[int, ...]) -> np.ndarray:
+        p = _counts_vector(self.counts[0].get((), {}), self.vocab_size) + 1.0
+        p /= self.totals[0].get((), 0) + self.vocab_size
+        for k in range(1, self.order):
+            if k > len(history):
+                break
+            context = history[len(history) - k :]
+            total = self.totals[k].get(context)
+            if not total:
+                break
+            counter = self.counts[k][context]
+            p = (np.maximum(_counts_vector(counter, self.vocab_size) - self.discount, 0.0)
+                 + self.discount * len(counter) * p) / total
+        return p
+
+    def log_probs(self, sequence: Sequence[int]) -> np.ndarray:
+        """Natural-log next-token distributions ``(T, V)`` at each step of ``sequence`` (after START)."""
+        history = [START, *sequence]
+        width = self.order - 1
+        out = np.empty((len(sequence), self.vocab_size))
+        for i in range(len(sequence)):
+            key = tuple(history[max(0, i + 1 - width) : i + 1]) if width else ()
+            dense = self._dense.get(key)
+            if dense is None:
+                dense = self._dense[key] = self._compute_distribution(key)
+            out[i] = dense
+        return np.log(out)
+
+
+def _counts_vector(counter: dict[int, int], size: int) -> np.ndarray:
+    out = np.zeros(size)
+    if counter:
+        out[list(counter.keys())] = list(counter.values())
+    return out
+
+
+def stm_log_probs(sequence: Sequence[int], vocab_size: int, order: int = 3,
+                  discount: float = 0.75) -> np.ndarray:
+    """The short-term model's log next-token distributions ``(T, V)`` over one sequence.
+
+    At step ``t`` the model has counted the tokens ``0 .. t-1`` of this sequence only (after an implicit
+    START), with the smoothing of ``NGramModel``: interpolated absolute discounting over contexts of up to
+    ``order - 1`` tokens, backing off to an add-one unigram over the piece so far (uniform at step 0).
+    """
+    if order < 1:
+        raise ValueError("order must be at least 1")
+    counts: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in range(order)]
+    types: list[dict[tuple[int, ...], int]] = [{} for _ in range(order)]
+    unigram = np.zeros(vocab_size)
+    counts[0][()] = unigram
+    history = [START]
+    out = np.empty((len(sequence), vocab_size))
+    for t, token in enumerate(sequence):
+        p = (unigram + 1.0) / (t + vocab_size)
+        n = len(history)
+        for k in range(1, min(order, n + 1)):
+            context = tuple(history[n - k :])
+            vec = counts[k].get(context)
+            if vec is None:
+                break
+            total = vec.sum()
+            p = (np.maximum(vec - discount, 0.0) + discount * types[k][context] * p) / total
+        out[t] = p
+        # Learn the token just seen, in every context up to the order.
+        unigram[token] += 1
+        for k in range(1, min(order, n + 1)):
+            context = tuple(history[n - k :])
+            vec = counts[k].get(context)
+            if vec is None:
+                vec = counts[k][context] = np.zeros(vocab_size)
+                types[k][context] = 0
+            if not vec[token]:
+                types[k][context] += 1
+            vec[token] += 1
+        history.append(token)
+    return np.log(out)
+
+
+def _entropy(log_p: np.ndarray) -> np.ndarray:
+    return -(np.exp(log_p) * log_p).sum(axis=-1)
+
+
+def combine_log_probs(log_prob_sets: Sequence[np.ndarray], bias: float = 1.0,
+                      method: str = "geometric") -> np.ndarray:
+    """Combine several models' log distributions ``(T, V)`` per step, weighted by entropy (see the
+    module docstring): ``method`` is ``"geometric"`` or ``"arithmetic"``. Returns log probabilities."""
+    if method not in ("geometric", "arithmetic"):
+        raise ValueError(f"unknown combination {method!r}")
+    stacked = np.stack(log_prob_sets)  # (M, T, V)
+    h_max = math.log(stacked.shape[-1])
+    relative = np.maximum(_entropy(stacked) / h_max, _MIN_RELATIVE_ENTROPY)  # (M, T)
+    weights = relative ** -bias
+    weights /= weights.sum(axis=0, keepdims=True)
+    if method == "geometric":
+        mixed = (weights[..., None] * stacked).sum(axis=0)
+        return mixed - np.logaddexp.reduce(mixed, axis=-1, keepdims=True)
+    return np.log((weights[..., None] * np.exp(stacked)).sum(axis=0))
+
+
+def ltm_stm_log_probs(ltm: NGramModel, sequence: Sequence[int], stm_order: int = 3,
+                      stm_discount: float | None = None, bias: float = 1.0,
+                      method: str = "geometric") -> np.ndarray:
+    """Log next-token distributions ``(T, V)`` of the LTM combined with an STM of the piece so far."""
+    discount = ltm.discount if stm_discount is None else stm_discount
+    return combine_log_probs([ltm.log_probs(sequence),
+                              stm_log_probs(sequence, ltm.vocab_size, stm_order, discount)], bias, method)
+
+
+def _picked(log_p: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
+    return log_p[np.arange(len(sequence)), np.asarray(sequence, dtype=int)]
+
+
+def ltm_stm_nll(ltm: NGramModel, sequences: Iterable[Sequence[int]], stm_order: int = 3,
+                stm_discount: float | None = None, bias: float = 1.0, method: str = "geometric") -> float:
+    """Mean negative log-likelihood per token (nats, END included) of LTM+STM over ``sequences`` (the
+    target lists ``composer.dataset.token_sequences`` gives, as ``NGramModel.nll`` takes)."""
+    total, count = 0.0, 0
+    for seq in sequences:
+        if not len(seq):
+            continue
+        log_p = ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method)
+        total -= float(_picked(log_p, seq).sum())
+        count += len(seq)
+    return total / max(count, 1)
+
+
+def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[int] = (2, 3, 4, 5),
+                 biases: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+                 methods: Sequence[str] = ("geometric", "arithmetic"),
+                 stm_discount: float | None = None) -> dict:
+    """The STM order, entropy bias and combination with the lowest validation NLL:
+    ``{"stm_order", "bias", "method", "stm_discount", "validation_nll"}``, ready to pass on as
+    ``ltm_stm_nll(ltm, test, **{k: v for k, v in best.items() if k != "validation_nll"})``.
+    Each LTM and STM distribution is computed once per order; the combinations are cheap."""
+    discount = ltm.discount if stm_discount is None else stm_discount
+    seqs = [s for s in validation if len(s)]
+    n_tokens = max(sum(len(s) for s in seqs), 1)
+    ltm_logs = [ltm.log_probs(s) for s in seqs]
+    best: dict | None = None
+    for order in orders:
+        stm_logs = [stm_log_probs(s, ltm.vocab_size, order, discount) for s in seqs]
+        for method in methods:
+            for bias in biases:
+                total = sum(-float(_picked(combine_log_probs([a, b], bias, method), s).sum())
+                            for a, b, s in zip(ltm_logs, stm_logs, seqs, strict=True))
+                if best is None or total / n_tokens < best["validation_nll"]:
+                    best = {"stm_order": order, "bias": bias, "method": method, "stm_discount": discount,
+                            "validation_nll": total / n_tokens}
+    assert best is not None, "no orders, biases or methods to try"
+    return best
+
+
+def ngram_pitch_cross_entropy_bits(ltm: NGramModel, sequences: Iterable[Sequence[int]],
+                                   pitch_ids: Sequence[int] | np.ndarray, stm_order: int | None = None,
+                                   stm_discount: float | None = None, bias: float = 1.0,
+                                   method: str = "geometric") -> float:
+    """Pearce's pitch cross-entropy (bits per note, see ``pitch_cross_entropy_bits``) of the LTM alone
+    (``stm_order=None``) or of LTM+STM, over target sequences."""
+    logs, targets = [], []
+    for seq in sequences:
+        if not len(seq):
+            continue
+        logs.append(ltm.log_probs(seq) if stm_order is None
+                    else ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method))
+        targets.append(np.asarray(seq, dtype=int))
+    if not logs:
+        return float("nan")
+    return pitch_cross_entropy_bits(np.concatenate(logs), np.concatenate(targets), pitch_ids)
+
+
+def pitch_cross_entropy_bits(step_log_probs: np.ndarray, targets: np.ndarray,
+                             pitch_ids: Sequence[int] | np.ndarray,
+                             weights: np.ndarray | None = None) -> float:
+    """Pitch cross-entropy in bits per note (Pearce 2005, IDyOM): at each step whose target is a pitch
+    (a note onset), ``-log2(p(target) / sum of p over all pitch ids)``, the probability of the pitch given
+    that a note starts there; the mean over those steps.
+
+    ``step_log_probs``: natural-log next-token probabilities ``(..., V)`` (any leading shape, e.g.
+    ``(T, V)`` for one sequence or ``(B, T, V)`` for a padded batch); ``targets``: the token ids ``(...)``;
+    ``pitch_ids``: the ids that are pitches; ``weights`` (optional, ``(...)``): 0 for padding steps.
+    NaN when no target is a pitch.
+    """
+    log_p = np.asarray(step_log_probs, dtype=float)
+    targets = np.asarray(targets, dtype=int)
+    pitch_ids = np.asarray(pitch_ids, dtype=int)
+    mask = np.isin(targets, pitch_ids)
+    if weights is not None:
+        mask &= np.asarray(weights) > 0
+    if not mask.any():
+        return float("nan")
+    rows, tgt = log_p[mask], targets[mask]
+    picked = rows[np.arange(len(tgt)), tgt]
+    on_pitches = np.logaddexp.reduce(rows[:, pitch_ids], axis=-1)
+    return float((on_pitches - picked).mean() / math.log(2))
