@@ -3,13 +3,16 @@ model, LTM, trained on a corpus) and, IDyOM-style (Pearce 2005), the same model 
 short-term model (STM) trained on the piece so far.
 
 How LTM and STM are combined (``combine_log_probs``): at every step each model gives a full distribution
-over the vocabulary; model ``m`` gets the weight ``w_m = (H_m / H_max) ** -bias``, where ``H_m`` is the
-entropy of its distribution and ``H_max = log V`` (a confident model counts more; ``bias = 0`` is an equal
-mix). The combination is either the weighted geometric mean ``p(x) ∝ prod_m p_m(x) ** (w_m / sum w)``,
-renormalised over the vocabulary (IDyOM's best in Pearce 2005, the default), or the weighted arithmetic
-mean ``sum_m w_m p_m(x) / sum w``. At the start of a piece the STM knows nothing, its distribution is
-(near) uniform, its entropy maximal and its weight smallest. ``tune_ltm_stm`` picks the STM order, the
-bias and the combination on validation sequences.
+over the vocabulary; model ``m`` gets the weight ``w_m = prior_m * (H_m / H_max) ** -bias``, where ``H_m``
+is the entropy of its distribution, ``H_max = log V``, and ``prior`` is 1 for the LTM and ``stm_weight``
+for the STM (a confident model counts more; ``bias = 0`` is a fixed mix). The combination is the
+weighted arithmetic mean ``p(x) = sum_m w_m p_m(x) / sum w`` (the default: it did better than the
+geometric one on the Bach and Essen validation sets), or the weighted geometric mean
+``p(x) ∝ prod_m p_m(x) ** (w_m / sum w)`` renormalised over the vocabulary (IDyOM's choice in Pearce
+2005). ``stm_weight = 1`` is IDyOM's scheme; a smaller one keeps an STM that has seen little (uniform at
+the start of a piece, hence high entropy but still weight 1 / (1 + w_LTM)) from diluting a confident LTM
+on the many ``HOLD`` steps. ``tune_ltm_stm`` picks the STM order, bias, STM weight and combination on
+validation sequences.
 """
 
 from __future__ import annotations
@@ -177,16 +180,20 @@ def _entropy(log_p: np.ndarray) -> np.ndarray:
     return -(np.exp(log_p) * log_p).sum(axis=-1)
 
 
-def combine_log_probs(log_prob_sets: Sequence[np.ndarray], bias: float = 1.0,
-                      method: str = "geometric") -> np.ndarray:
+METHODS = ("arithmetic", "geometric")
+
+
+def combine_log_probs(log_prob_sets: Sequence[np.ndarray], bias: float = 1.0, method: str = "arithmetic",
+                      prior: Sequence[float] | None = None) -> np.ndarray:
     """Combine several models' log distributions ``(T, V)`` per step, weighted by entropy (see the
-    module docstring): ``method`` is ``"geometric"`` or ``"arithmetic"``. Returns log probabilities."""
-    if method not in ("geometric", "arithmetic"):
+    module docstring): ``method`` is ``"arithmetic"`` or ``"geometric"``; ``prior``: a weight per model
+    (default all 1). Returns log probabilities ``(T, V)``."""
+    if method not in METHODS:
         raise ValueError(f"unknown combination {method!r}")
     stacked = np.stack(log_prob_sets)  # (M, T, V)
-    h_max = math.log(stacked.shape[-1])
-    relative = np.maximum(_entropy(stacked) / h_max, _MIN_RELATIVE_ENTROPY)  # (M, T)
-    weights = relative ** -bias
+    prior_arr = np.ones(len(stacked)) if prior is None else np.asarray(prior, dtype=float)
+    relative = np.maximum(_entropy(stacked) / math.log(stacked.shape[-1]), _MIN_RELATIVE_ENTROPY)
+    weights = prior_arr[:, None] * relative ** -bias
     weights /= weights.sum(axis=0, keepdims=True)
     if method == "geometric":
         mixed = (weights[..., None] * stacked).sum(axis=0)
@@ -195,12 +202,13 @@ def combine_log_probs(log_prob_sets: Sequence[np.ndarray], bias: float = 1.0,
 
 
 def ltm_stm_log_probs(ltm: NGramModel, sequence: Sequence[int], stm_order: int = 3,
-                      stm_discount: float | None = None, bias: float = 1.0,
-                      method: str = "geometric") -> np.ndarray:
+                      stm_discount: float | None = None, bias: float = 1.0, method: str = "arithmetic",
+                      stm_weight: float = 1.0) -> np.ndarray:
     """Log next-token distributions ``(T, V)`` of the LTM combined with an STM of the piece so far."""
     discount = ltm.discount if stm_discount is None else stm_discount
     return combine_log_probs([ltm.log_probs(sequence),
-                              stm_log_probs(sequence, ltm.vocab_size, stm_order, discount)], bias, method)
+                              stm_log_probs(sequence, ltm.vocab_size, stm_order, discount)], bias, method,
+                             (1.0, stm_weight))
 
 
 def _picked(log_p: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
@@ -208,49 +216,72 @@ def _picked(log_p: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
 
 
 def ltm_stm_nll(ltm: NGramModel, sequences: Iterable[Sequence[int]], stm_order: int = 3,
-                stm_discount: float | None = None, bias: float = 1.0, method: str = "geometric") -> float:
+                stm_discount: float | None = None, bias: float = 1.0, method: str = "arithmetic",
+                stm_weight: float = 1.0) -> float:
     """Mean negative log-likelihood per token (nats, END included) of LTM+STM over ``sequences`` (the
     target lists ``composer.dataset.token_sequences`` gives, as ``NGramModel.nll`` takes)."""
     total, count = 0.0, 0
     for seq in sequences:
         if not len(seq):
             continue
-        log_p = ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method)
+        log_p = ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method, stm_weight)
         total -= float(_picked(log_p, seq).sum())
         count += len(seq)
     return total / max(count, 1)
 
 
-def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[int] = (2, 3, 4, 5),
-                 biases: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
-                 methods: Sequence[str] = ("geometric", "arithmetic"),
-                 stm_discount: float | None = None) -> dict:
-    """The STM order, entropy bias and combination with the lowest validation NLL:
-    ``{"stm_order", "bias", "method", "stm_discount", "validation_nll"}``, ready to pass on as
-    ``ltm_stm_nll(ltm, test, **{k: v for k, v in best.items() if k != "validation_nll"})``.
-    Each LTM and STM distribution is computed once per order; the combinations are cheap."""
+def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[int] = (2, 3, 4, 5, 6),
+                 biases: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
+                 stm_weights: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
+                 methods: Sequence[str] = METHODS, stm_discount: float | None = None) -> dict:
+    """The STM order, entropy bias, STM weight and combination with the lowest validation NLL:
+    ``{"stm_order", "bias", "stm_weight", "method", "stm_discount", "validation_nll"}``, ready to pass on
+    as ``ltm_stm_nll(ltm, test, **{k: v for k, v in best.items() if k != "validation_nll"})``.
+
+    Each LTM and STM distribution is computed once (the STM's once per order); an arithmetic mix needs
+    only the targets' probabilities, a geometric one a normalisation over the vocabulary per step."""
     discount = ltm.discount if stm_discount is None else stm_discount
     seqs = [s for s in validation if len(s)]
-    n_tokens = max(sum(len(s) for s in seqs), 1)
-    ltm_logs = [ltm.log_probs(s) for s in seqs]
+    if not seqs:
+        raise ValueError("no validation tokens")
+    targets = np.concatenate([np.asarray(s, dtype=int) for s in seqs])
+    rows = np.arange(len(targets))
+    h_max = math.log(ltm.vocab_size)
+    ltm_logs = np.concatenate([ltm.log_probs(s) for s in seqs]).astype(np.float32)
+    ltm_picked = ltm_logs[rows, targets].astype(float)
+    ltm_relative = np.maximum(_entropy(ltm_logs).astype(float) / h_max, _MIN_RELATIVE_ENTROPY)
     best: dict | None = None
     for order in orders:
-        stm_logs = [stm_log_probs(s, ltm.vocab_size, order, discount) for s in seqs]
-        for method in methods:
-            for bias in biases:
-                total = sum(-float(_picked(combine_log_probs([a, b], bias, method), s).sum())
-                            for a, b, s in zip(ltm_logs, stm_logs, seqs, strict=True))
-                if best is None or total / n_tokens < best["validation_nll"]:
-                    best = {"stm_order": order, "bias": bias, "method": method, "stm_discount": discount,
-                            "validation_nll": total / n_tokens}
-    assert best is not None, "no orders, biases or methods to try"
+        stm_logs = np.concatenate([stm_log_probs(s, ltm.vocab_size, order, discount) for s in seqs]
+                                  ).astype(np.float32)
+        stm_picked = stm_logs[rows, targets].astype(float)
+        stm_relative = np.maximum(_entropy(stm_logs).astype(float) / h_max, _MIN_RELATIVE_ENTROPY)
+        for bias in biases:
+            ltm_w, stm_raw = ltm_relative ** -bias, stm_relative ** -bias
+            for weight in stm_weights:
+                w = weight * stm_raw / (ltm_w + weight * stm_raw)
+                for method in methods:
+                    if method == "arithmetic":
+                        nll = -float(np.logaddexp(np.log1p(-w) + ltm_picked, np.log(w) + stm_picked).mean())
+                    elif method == "geometric":
+                        wf = w.astype(np.float32)[:, None]
+                        mixed = (1 - wf) * ltm_logs + wf * stm_logs
+                        top = mixed.max(axis=1, keepdims=True)
+                        norm = (np.log(np.exp(mixed - top).sum(axis=1)) + top[:, 0]).astype(float)
+                        nll = -float(((1 - w) * ltm_picked + w * stm_picked - norm).mean())
+                    else:
+                        raise ValueError(f"unknown combination {method!r}")
+                    if best is None or nll < best["validation_nll"]:
+                        best = {"stm_order": order, "bias": bias, "stm_weight": weight, "method": method,
+                                "stm_discount": discount, "validation_nll": nll}
+    assert best is not None, "no orders, biases, weights or methods to try"
     return best
 
 
 def ngram_pitch_cross_entropy_bits(ltm: NGramModel, sequences: Iterable[Sequence[int]],
                                    pitch_ids: Sequence[int] | np.ndarray, stm_order: int | None = None,
                                    stm_discount: float | None = None, bias: float = 1.0,
-                                   method: str = "geometric") -> float:
+                                   method: str = "arithmetic", stm_weight: float = 1.0) -> float:
     """Pearce's pitch cross-entropy (bits per note, see ``pitch_cross_entropy_bits``) of the LTM alone
     (``stm_order=None``) or of LTM+STM, over target sequences."""
     logs, targets = [], []
@@ -258,7 +289,7 @@ def ngram_pitch_cross_entropy_bits(ltm: NGramModel, sequences: Iterable[Sequence
         if not len(seq):
             continue
         logs.append(ltm.log_probs(seq) if stm_order is None
-                    else ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method))
+                    else ltm_stm_log_probs(ltm, seq, stm_order, stm_discount, bias, method, stm_weight))
         targets.append(np.asarray(seq, dtype=int))
     if not logs:
         return float("nan")

@@ -87,10 +87,16 @@ def test_tuning_on_validation_picks_a_combination_that_helps() -> None:
     ltm = NGramModel(4, VOCAB).fit(random_pieces(60, 40, 6))
     validation = motif_pieces(10, 7)
     best = tune_ltm_stm(ltm, validation, orders=(2, 4), biases=(0.0, 2.0))
-    assert set(best) == {"stm_order", "bias", "method", "stm_discount", "validation_nll"}
+    assert set(best) == {"stm_order", "bias", "stm_weight", "method", "stm_discount", "validation_nll"}
     assert best["validation_nll"] < ltm.nll(validation)
     params = {k: v for k, v in best.items() if k != "validation_nll"}
-    assert ltm_stm_nll(ltm, validation, **params) == pytest.approx(best["validation_nll"], rel=1e-9)
+    assert ltm_stm_nll(ltm, validation, **params) == pytest.approx(best["validation_nll"], rel=1e-5)
+    # The tuner's shortcuts give what the full computation gives, for each combination.
+    for method in ("arithmetic", "geometric"):
+        one = tune_ltm_stm(ltm, validation, orders=(3,), biases=(1.0,), stm_weights=(0.5,), methods=(method,))
+        assert one["method"] == method and one["stm_weight"] == 0.5
+        direct = ltm_stm_nll(ltm, validation, stm_order=3, bias=1.0, stm_weight=0.5, method=method)
+        assert direct == pytest.approx(one["validation_nll"], rel=1e-5)
     assert ltm_stm_nll(ltm, motif_pieces(10, 8), **params) < ltm.nll(motif_pieces(10, 8))
 
 
@@ -102,6 +108,8 @@ def test_combination_is_normalised_and_trusts_the_confident_model() -> None:
         assert np.exp(mixed).sum() == pytest.approx(1.0)
         equal = combine_log_probs([uniform, peaked], bias=0.0, method=method)
         assert mixed[0, 0] > equal[0, 0]  # the low-entropy model weighs more with a bias
+    # A small prior weight leaves the first model nearly alone.
+    assert np.allclose(combine_log_probs([peaked, uniform], bias=1.0, prior=(1.0, 1e-6)), peaked, atol=1e-4)
     # Two equal models combine to themselves.
     assert np.allclose(combine_log_probs([peaked, peaked], bias=1.0), peaked)
     with pytest.raises(ValueError):
