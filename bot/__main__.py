@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from telegram import Update
 
 from bot.app import build_application, setup_logging
-from bot.config import ConfigError, load_config
+from bot.config import SECRET_VARIABLES, ConfigError, load_config
 from composer.model_store import ModelLibrary
 
 
@@ -20,6 +21,8 @@ def main() -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for name in SECRET_VARIABLES:  # read once; worker processes and their programs must not inherit them
+        os.environ.pop(name, None)
     setup_logging(config)
     styles = {info.name: info.description for info in ModelLibrary(config.models_dir).styles()}
     if not styles:
@@ -41,7 +44,7 @@ def main() -> int:
         app.run_webhook(
             listen=config.webhook_listen, port=config.webhook_port,
             url_path=urlsplit(config.webhook_url).path.lstrip("/"), webhook_url=config.webhook_url,
-            secret_token=config.webhook_secret or None, allowed_updates=Update.ALL_TYPES,
+            secret_token=config.webhook_secret, allowed_updates=Update.ALL_TYPES,
         )
     else:
         app.run_polling(allowed_updates=Update.ALL_TYPES)

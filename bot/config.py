@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,12 @@ MISSING_TOKEN = (
     "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather in Telegram (/newbot) and put its token "
     "in .env (see .env.example) or in the environment."
 )
+
+
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: Variables only the bot process may see: removed from its environment once read, so worker
+#: processes and the programs they run (fluidsynth, opusenc, rsvg-convert) never inherit them.
+SECRET_VARIABLES = ("TELEGRAM_BOT_TOKEN", "WEBHOOK_SECRET")
 
 
 class ConfigError(Exception):
@@ -39,13 +46,19 @@ class Config:
     #: At most ``rate_limit`` pieces per user within ``rate_window`` seconds (0 turns the limit off).
     rate_limit: int = 6
     rate_window: float = 60.0
-    #: Seconds one piece may take, composing and rendering, before the user gets an apology.
+    #: Seconds one piece may run, composing and rendering (time waiting for a worker not counted).
     job_timeout: float = 60.0
+    #: Updates one chat may have waiting; more are dropped (one flooding chat never stalls the others).
+    max_chat_backlog: int = 10
+    #: Longest piece in seconds of music: longer requests get fewer bars (or a faster tempo).
+    max_piece_seconds: float = 180.0
+    #: Pieces and finished requests older than this many days are deleted (0: kept forever).
+    retention_days: float = 30.0
     #: The style for users who chose none; empty: ``classical`` if it has a model, else the first style.
     default_style: str = ""
     #: Public HTTPS URL for webhook mode; empty means long polling.
     webhook_url: str = ""
-    webhook_listen: str = "0.0.0.0"
+    webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_secret: str = ""
     log_level: str = "INFO"
@@ -64,7 +77,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -72,8 +85,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+    if value < 0 or (value == 0 and not zero) or value != value:
+        raise ConfigError(f"{name} must be {'zero or more' if zero else 'positive'}, got {raw!r}")
     return value
 
 
@@ -99,6 +112,16 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: Path | None =
             "TELEGRAM_BOT_TOKEN looks malformed: it should look like 123456:ABC-DEF... as @BotFather gives it"
         )
     soundfont = merged.get("SOUNDFONT", "").strip()
+    webhook_url = merged.get("WEBHOOK_URL", "").strip()
+    webhook_secret = merged.get("WEBHOOK_SECRET", "").strip()
+    if webhook_url and not webhook_secret:
+        raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRET: without it anyone who reaches the port can post "
+                          "updates as any user (1-256 characters: letters, digits, _ and -)")
+    if webhook_secret and not _SECRET.fullmatch(webhook_secret):
+        raise ConfigError("WEBHOOK_SECRET must be 1-256 characters: letters, digits, _ and - only")
+    max_piece_seconds = _float(merged, "MAX_PIECE_SECONDS", Config.max_piece_seconds)
+    if not 10 <= max_piece_seconds <= 600:
+        raise ConfigError(f"MAX_PIECE_SECONDS must be from 10 to 600, got {max_piece_seconds:g}")
     return Config(
         token=token,
         base_url=merged.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
@@ -113,9 +136,12 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: Path | None =
         rate_window=_float(merged, "RATE_WINDOW_SECONDS", Config.rate_window),
         job_timeout=_float(merged, "COMPOSE_TIMEOUT_SECONDS", Config.job_timeout),
         default_style=merged.get("DEFAULT_STYLE", "").strip() or Config.default_style,
-        webhook_url=merged.get("WEBHOOK_URL", "").strip(),
+        max_chat_backlog=_int(merged, "MAX_CHAT_BACKLOG", Config.max_chat_backlog, low=1),
+        max_piece_seconds=max_piece_seconds,
+        retention_days=_float(merged, "RETENTION_DAYS", Config.retention_days, zero=True),
+        webhook_url=webhook_url,
         webhook_listen=merged.get("WEBHOOK_LISTEN", "").strip() or Config.webhook_listen,
         webhook_port=_int(merged, "WEBHOOK_PORT", Config.webhook_port, low=1),
-        webhook_secret=merged.get("WEBHOOK_SECRET", "").strip(),
+        webhook_secret=webhook_secret,
         log_level=(merged.get("LOG_LEVEL", "").strip() or Config.log_level).upper(),
     )

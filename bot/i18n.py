@@ -275,6 +275,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Это мне не подходит. Пришлите MIDI-файл (.mid) файлом или наберите /compose.",
     },
     "language_name": {"en": "English", "ru": "русский"},
+    "queued": {
+        "en": "Many melodies are being composed right now: yours is number {place} in the queue.",
+        "ru": "Сейчас сочиняется много мелодий: ваша в очереди под номером {place}.",
+    },
+    "worker_lost": {
+        "en": "Sorry, the composer crashed while making your melody. Please try again.",
+        "ru": "Простите, сочинитель сломался, пока делал вашу мелодию. Попробуйте ещё раз.",
+    },
+    "flood": {
+        "en": "You sent a lot at once, so I skipped some of it. Please send one request at a time.",
+        "ru": "Вы прислали слишком много сразу, и часть я пропустил. Присылайте по одному запросу.",
+    },
+    "cut_bars": {
+        "en": "Shortened from {asked} to {bars} bars to keep it within {minutes}.",
+        "ru": "Сокращено с {asked} до {bars} тактов, чтобы уложиться в {minutes}.",
+    },
+    "sped_up": {
+        "en": "Played at {tempo} BPM instead of {asked} to keep it within {minutes}.",
+        "ru": "Сыграно в темпе {tempo} уд/мин вместо {asked}, чтобы уложиться в {minutes}.",
+    },
 }
 
 

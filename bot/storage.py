@@ -1,14 +1,17 @@
 """SQLite storage (aiosqlite, WAL): settings, requests in flight, and each user's compositions.
 
 Every request is written as ``pending`` before work starts and marked ``done`` or ``failed`` when it
-ends, with what it asked for (``params`` JSON and any primer MIDI), so a restarted bot can find the
+ends, with what it asked for (``params`` JSON and any seed melody), so a restarted bot can find the
 requests it never answered and redo or apologise for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +22,9 @@ from typing import Any
 import aiosqlite
 
 from bot.settings import Settings
+from composer.melody import Melody
+
+log = logging.getLogger(__name__)
 
 #: Schema migrations; the database's ``PRAGMA user_version`` is the number applied so far.
 MIGRATIONS: tuple[str, ...] = (
@@ -61,37 +67,69 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX compositions_user ON compositions (user_id, id);
     """,
+    # 2: seed melodies as extracted (never the uploaded file), shared by the requests that use them.
+    """
+    CREATE TABLE primers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        digest TEXT NOT NULL UNIQUE,
+        melody TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE requests ADD COLUMN primer_id INTEGER REFERENCES primers (id);
+    CREATE INDEX requests_primer ON requests (primer_id);
+    CREATE INDEX requests_created ON requests (created_at);
+    CREATE INDEX compositions_created ON compositions (created_at);
+    UPDATE requests SET primer_midi = NULL
+    """,
 )
 
 REQUEST_KINDS = ("compose", "again", "continue", "seed")
+WAL_LIMIT_BYTES = 1024 * 1024
+#: Compaction (VACUUM) runs when at least this share of the file is free pages.
+COMPACT_FREE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
-class Request:
-    """A piece someone asked for: ``params`` holds the settings it was made with."""
+class PieceRequest:
+    """A piece someone asked for: who (``user_id``: a user, or the chat an anonymous admin or a channel
+    speaks for), where the answer goes, the settings it is made with (``params``) and the seed melody
+    it continues (``primer_id``). ``id`` is ``None`` until the request is stored."""
 
-    id: int
     user_id: int
     chat_id: int
     message_id: int | None
     language: str
     kind: str
     params: dict[str, Any]
-    primer_midi: bytes | None
-    parent_id: int | None
-    status: str
-    created_at: float
+    primer_id: int | None = None
+    parent_id: int | None = None
+    id: int | None = None
+    status: str = "pending"
+    created_at: float = 0.0
     #: Why it failed; on a pending request, ``resumed`` marks one a restarted bot is making again.
     error: str | None = None
 
 
 @dataclass(frozen=True)
-class Composition:
+class StoredPiece:
+    """A piece as kept for its buttons: the request that made it, its seed and its MIDI."""
+
     id: int
-    request: Request
+    request: PieceRequest
     seed: int
     description: str
     midi: bytes
+
+
+def melody_json(melody: Melody) -> str:
+    """``melody`` as compact JSON (what ``primers`` keeps)."""
+    return json.dumps({f.name: getattr(melody, f.name) for f in fields(Melody) if f.init},
+                      separators=(",", ":"))
+
+
+def melody_from_json(text: str) -> Melody:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
+    return Melody(**values)
 
 
 class Storage:
@@ -110,10 +148,14 @@ class Storage:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        # The WAL is cut back to this after each checkpoint (it otherwise keeps its largest size).
+        await self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         await self._migrate()
 
     async def close(self) -> None:
         if self._db is not None:
+            with contextlib.suppress(Exception):
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             await self._db.close()
             self._db = None
 
@@ -140,13 +182,17 @@ class Storage:
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One transaction, committed on success and rolled back on any error."""
         async with self._lock:
+            if self.db.in_transaction:  # never build on a transaction something else left open
+                await self.db.rollback()
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                await self.db.commit()
             except BaseException:
-                await self.db.rollback()
+                # Also when COMMIT itself failed (disk full, busy): the transaction must not stay open.
+                with contextlib.suppress(Exception):
+                    await self.db.rollback()
                 raise
-            await self.db.commit()
 
     # Settings
 
@@ -162,9 +208,13 @@ class Storage:
         unknown = set(changes) - {f.name for f in fields(Settings)}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
-        current = asdict(await self.get_settings(user_id)) | changes
-        columns = list(current)
         async with self._write() as db:
+            # Read inside the transaction: two chats changing two settings at once keep both.
+            async with db.execute("SELECT * FROM users WHERE user_id = ?", (user_id,)) as cursor:
+                row = await cursor.fetchone()
+            old = Settings() if row is None else Settings(**{f.name: row[f.name] for f in fields(Settings)})
+            current = asdict(old) | changes
+            columns = list(current)
             await db.execute(
                 f"INSERT INTO users (user_id, {', '.join(columns)}, updated_at) "
                 f"VALUES (?, {', '.join('?' for _ in columns)}, ?) "
@@ -180,32 +230,47 @@ class Storage:
 
     # Requests and compositions
 
-    async def start_request(
-        self,
-        *,
-        user_id: int,
-        chat_id: int,
-        message_id: int | None,
-        language: str,
-        kind: str,
-        params: dict[str, Any],
-        primer_midi: bytes | None = None,
-        parent_id: int | None = None,
-    ) -> Request:
-        """Record a request as ``pending`` before any work on it starts."""
-        if kind not in REQUEST_KINDS:
-            raise ValueError(f"unknown request kind {kind!r}")
+    async def start_request(self, request: PieceRequest, primer: Melody | None = None) -> PieceRequest:
+        """Record a request as ``pending`` before any work on it starts (with ``primer``, stored once
+        and shared, as its seed melody); returns it as stored."""
+        if request.kind not in REQUEST_KINDS:
+            raise ValueError(f"unknown request kind {request.kind!r}")
         async with self._write() as db:
+            primer_id = request.primer_id if primer is None else await self._primer_id(db, primer)
             cursor = await db.execute(
-                "INSERT INTO requests (user_id, chat_id, message_id, language, kind, params, primer_midi, "
+                "INSERT INTO requests (user_id, chat_id, message_id, language, kind, params, primer_id, "
                 "parent_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user_id, chat_id, message_id, language, kind, json.dumps(params), primer_midi, parent_id,
-                 time.time()),
+                (request.user_id, request.chat_id, request.message_id, request.language, request.kind,
+                 json.dumps(request.params), primer_id, request.parent_id, time.time()),
             )
             request_id = int(cursor.lastrowid or 0)
-        request = await self.get_request(request_id)
-        assert request is not None
-        return request
+        stored = await self.get_request(request_id)
+        assert stored is not None
+        return stored
+
+    async def attach_primer(self, request_id: int, melody: Melody) -> int:
+        """Store a request's seed melody once it is extracted from the file (shared with any request
+        whose seed is the same melody) and return its id."""
+        async with self._write() as db:
+            primer_id = await self._primer_id(db, melody)
+            await db.execute("UPDATE requests SET primer_id = ? WHERE id = ?", (primer_id, request_id))
+        return primer_id
+
+    @staticmethod
+    async def _primer_id(db: aiosqlite.Connection, melody: Melody) -> int:
+        text = melody_json(melody)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        await db.execute("INSERT OR IGNORE INTO primers (digest, melody, created_at) VALUES (?, ?, ?)",
+                         (digest, text, time.time()))
+        async with db.execute("SELECT id FROM primers WHERE digest = ?", (digest,)) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def get_primer(self, primer_id: int) -> Melody | None:
+        async with self.db.execute("SELECT melody FROM primers WHERE id = ?", (primer_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else melody_from_json(row[0])
 
     async def finish_request(self, request_id: int, error: str | None = None) -> None:
         """Mark a request ``done``, or ``failed`` with ``error`` (a short code, never user data)."""
@@ -215,18 +280,14 @@ class Storage:
                 ("failed" if error else "done", error, time.time(), request_id),
             )
 
-    async def set_primer(self, request_id: int, primer_midi: bytes) -> None:
-        """Add the seed file to a request once it is downloaded."""
-        async with self._write() as db:
-            await db.execute("UPDATE requests SET primer_midi = ? WHERE id = ?", (primer_midi, request_id))
-
     async def mark_pending(self, request_id: int, note: str) -> None:
         """Put ``note`` on a request that stays pending (``resumed``: a restarted bot is making it again)."""
         async with self._write() as db:
             await db.execute("UPDATE requests SET error = ? WHERE id = ? AND status = 'pending'",
                              (note, request_id))
 
-    async def add_composition(self, request: Request, *, seed: int, description: str, midi: bytes) -> int:
+    async def add_composition(self, request: PieceRequest, *, seed: int, description: str,
+                              midi: bytes) -> int:
         """Store what a request produced (the request stays ``pending`` until its replies are sent)."""
         async with self._write() as db:
             cursor = await db.execute(
@@ -236,19 +297,19 @@ class Storage:
             )
             return int(cursor.lastrowid or 0)
 
-    async def get_request(self, request_id: int) -> Request | None:
+    async def get_request(self, request_id: int) -> PieceRequest | None:
         async with self.db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)) as cursor:
             row = await cursor.fetchone()
         return None if row is None else _request(row)
 
-    async def pending_requests(self) -> list[Request]:
+    async def pending_requests(self) -> list[PieceRequest]:
         """Requests never answered (the bot stopped while making them), oldest first."""
         async with self.db.execute(
             "SELECT * FROM requests WHERE status = 'pending' ORDER BY created_at"
         ) as cursor:
             return [_request(row) for row in await cursor.fetchall()]
 
-    async def get_composition(self, composition_id: int) -> Composition | None:
+    async def get_composition(self, composition_id: int) -> StoredPiece | None:
         async with self.db.execute(
             "SELECT * FROM compositions WHERE id = ?", (composition_id,)
         ) as cursor:
@@ -258,11 +319,53 @@ class Storage:
         request = await self.get_request(row["request_id"])
         if request is None:
             return None
-        return Composition(row["id"], request, row["seed"], row["description"], bytes(row["midi"]))
+        return StoredPiece(row["id"], request, row["seed"], row["description"], bytes(row["midi"]))
 
 
-def _request(row: aiosqlite.Row) -> Request:
-    return Request(
+    # Retention
+
+    async def cleanup(self, retention_days: float, now: float | None = None) -> int:
+        """Forget pieces and finished requests older than ``retention_days`` (their buttons then answer
+        that the piece is gone) and seed melodies no request uses any more; compact the file when much
+        of it is free. Returns the number of rows removed."""
+        cutoff = (time.time() if now is None else now) - retention_days * 86400.0
+        async with self._write() as db:
+            removed = 0
+            for statement in (
+                "DELETE FROM compositions WHERE created_at < ?",
+                "DELETE FROM requests WHERE created_at < ? AND status != 'pending' "
+                "AND id NOT IN (SELECT request_id FROM compositions)",
+            ):
+                removed += (await db.execute(statement, (cutoff,))).rowcount
+            await db.execute("UPDATE requests SET primer_midi = NULL WHERE primer_midi IS NOT NULL")
+            removed += (await db.execute(
+                "DELETE FROM primers WHERE id NOT IN "
+                "(SELECT primer_id FROM requests WHERE primer_id IS NOT NULL)"
+            )).rowcount
+        await self.compact()
+        if removed:
+            log.info("retention: removed %d rows older than %g days", removed, retention_days)
+        return removed
+
+    async def compact(self, free_share: float = COMPACT_FREE_SHARE) -> bool:
+        """VACUUM when at least ``free_share`` of the pages are free, and truncate the WAL."""
+        async with self._lock:
+            pages = await self._pragma("page_count")
+            free = await self._pragma("freelist_count")
+            vacuum = pages > 0 and free / pages >= free_share
+            if vacuum:
+                await self.db.execute("VACUUM")
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return vacuum
+
+    async def _pragma(self, name: str) -> int:
+        async with self.db.execute(f"PRAGMA {name}") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+def _request(row: aiosqlite.Row) -> PieceRequest:
+    return PieceRequest(
         id=row["id"],
         user_id=row["user_id"],
         chat_id=row["chat_id"],
@@ -270,7 +373,7 @@ def _request(row: aiosqlite.Row) -> Request:
         language=row["language"],
         kind=row["kind"],
         params=json.loads(row["params"]),
-        primer_midi=None if row["primer_midi"] is None else bytes(row["primer_midi"]),
+        primer_id=row["primer_id"],
         parent_id=row["parent_id"],
         status=row["status"],
         created_at=row["created_at"],

@@ -6,19 +6,24 @@ Front ends (the Telegram bot) run ``make_piece`` in a worker process; it never t
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from composer.audio import render_ogg
-from composer.compose import ComposeRequest, compose
+from composer.compose import MAX_TEMPO, ComposeRequest, Composition, compose
 from composer.errors import RenderError
 from composer.extract import melody_from_midi
 from composer.instruments import instrument_name
+from composer.melody import Melody
 from composer.model_store import ModelLibrary
 from composer.score import render_png
 
 log = logging.getLogger(__name__)
+
+#: Longest piece (primer included) rendered to audio: longer requests get fewer bars or a faster tempo.
+MAX_PIECE_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class Piece:
     temperature: float
     primer: PrimerInfo | None
     problems: tuple[str, ...]
+    #: Set when the piece was cut to fit ``max_seconds``: the bars asked for (the piece has ``bars``).
+    cut_from_bars: int | None = None
+    #: Set when the piece was played faster to fit ``max_seconds``: the tempo it had.
+    sped_up_from: float | None = None
 
 
 def make_piece(
@@ -57,21 +66,27 @@ def make_piece(
     library: ModelLibrary,
     *,
     primer_midi: bytes | None = None,
+    primer: Melody | None = None,
     soundfont: Path | None = None,
     title: str = "",
     audio_timeout: float = 30.0,
+    max_seconds: float = MAX_PIECE_SECONDS,
 ) -> Piece:
-    """Compose ``request`` (continuing the melody of ``primer_midi`` if given) and render it.
+    """Compose ``request`` (continuing ``primer``, or the melody of ``primer_midi``, if given) and render it.
 
+    A piece longer than ``max_seconds`` is composed again with as many bars as fit, or, if not even
+    one new bar fits after the primer, played faster; the ``Piece`` says which.
     Raises ``MidiError`` for an unusable primer file and other ``ComposerError`` for bad requests.
     """
     primer_info = None
     if primer_midi is not None:
         primer = melody_from_midi(primer_midi)
+    if primer is not None:
         request = replace(request, primer=primer)
     composition = compose(request, library)
+    composition, cut_from_bars, sped_up_from = _fit(composition, request, library, max_seconds)
     melody = composition.melody
-    if primer_midi is not None:
+    if primer is not None:
         primer_melody = request.primer
         assert primer_melody is not None
         primer_info = PrimerInfo(
@@ -113,4 +128,25 @@ def make_piece(
         temperature=request.temperature,
         primer=primer_info,
         problems=tuple(problems),
+        cut_from_bars=cut_from_bars,
+        sped_up_from=sped_up_from,
     )
+
+
+def _fit(composition: Composition, request: ComposeRequest, library: ModelLibrary,
+         max_seconds: float) -> tuple[Composition, int | None, float | None]:
+    """``composition`` cut to ``max_seconds``: fewer bars (same seed), else a faster tempo."""
+    melody = composition.melody
+    if melody.duration_seconds <= max_seconds:
+        return composition, None, None
+    bar_seconds = melody.steps_per_bar * melody.seconds_per_step
+    primer_seconds = composition.primer_steps * melody.seconds_per_step
+    bars = math.floor((max_seconds - primer_seconds) / bar_seconds + 1e-9)
+    if bars >= 1:
+        shorter = compose(replace(request, bars=min(bars, request.bars), seed=composition.seed), library)
+        if shorter.melody.duration_seconds <= max_seconds:
+            return shorter, request.bars, None
+        composition, melody = shorter, shorter.melody
+    tempo = min(MAX_TEMPO, math.ceil(melody.tempo_bpm * melody.duration_seconds / max_seconds))
+    faster = replace(composition, melody=melody.replace(tempo_bpm=float(tempo)))
+    return faster, None, melody.tempo_bpm

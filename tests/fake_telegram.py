@@ -109,6 +109,8 @@ class _State:
     polls: int = 0
     #: Method -> errors to answer its next calls with, in order.
     failures: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    #: Chat id -> seconds each message to that chat takes (a slow chat, or Telegram's flood limits).
+    delays: dict[int, float] = field(default_factory=dict)
 
 
 class FakeTelegram:
@@ -228,6 +230,11 @@ class FakeTelegram:
         with self._cond:
             self._state.failures.setdefault(method, []).extend([(code, description)] * times)
 
+    def delay(self, chat_id: int, seconds: float) -> None:
+        """Make every message the bot sends to ``chat_id`` take ``seconds`` to answer."""
+        with self._cond:
+            self._state.delays[chat_id] = seconds
+
     # Observing the bot
 
     def mark(self) -> int:
@@ -319,12 +326,16 @@ class FakeTelegram:
         elif method in REPLY_METHODS:
             if chat_id is None:
                 raise _ApiError(400, "Bad Request: chat_id is empty")
+            with self._cond:
+                pause = self._state.delays.get(chat_id, 0.0)
+            if pause:
+                time.sleep(pause)
             message = self._bot_message(method, chat_id, params, files)
             result = message
         elif method == "answerCallbackQuery":
             with self._cond:
                 chat_id = self._state.callback_chats.get(str(params.get("callback_query_id")))
-        elif method not in ("deleteWebhook", "setMyCommands", "sendChatAction"):
+        elif method not in ("deleteWebhook", "setWebhook", "setMyCommands", "sendChatAction"):
             raise _ApiError(404, "Not Found: method not supported by the fake server")
         with self._cond:
             self._state.sent.append(Sent(method, chat_id, params, files, message, time.monotonic()))

@@ -20,9 +20,10 @@ import pytest
 from fake_telegram import BotProcess, FakeTelegram, FakeUser, Sent
 
 from bot.i18n import TEXTS
-from bot.recovery import recover
+from bot.recovery import apologise, recover
 from bot.services import KEY
-from bot.storage import Storage
+from bot.storage import PieceRequest, Storage
+from composer.melody import HOLD, REST, Melody
 from composer.model_store import ModelLibrary
 
 PIECE = ["sendDocument", "sendVoice", "sendPhoto"]
@@ -156,7 +157,8 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
 
 
 async def test_recovery_makes_recent_requests_again_once_and_apologises_for_the_rest(tmp_path: Path) -> None:
-    """Which unanswered request is made again and which is apologised for, without a bot process."""
+    """Which unanswered request is made again and which is apologised for, without a bot process. Both
+    wait on the update queue: nothing is sent before the bot runs."""
     storage = Storage(tmp_path / "bot.sqlite3")
     await storage.open()
     sent: list[tuple[int, str]] = []
@@ -164,24 +166,32 @@ async def test_recovery_makes_recent_requests_again_once_and_apologises_for_the_
     async def send_message(chat_id: int, text: str) -> None:
         sent.append((chat_id, text))
 
+    bot = SimpleNamespace(send_message=send_message)
     app = SimpleNamespace(bot_data={KEY: SimpleNamespace(storage=storage)}, update_queue=asyncio.Queue(),
-                          bot=SimpleNamespace(send_message=send_message))
+                          bot=bot)
     params = {"style": "chinese", "bars": 4, "temperature": 1.0, "tempo": None, "instrument": None}
+    seed = Melody((60, HOLD, 64, REST), (4, 4), 100.0, 0)
     try:
         ids = {}
-        for chat, kind, primer in ((1, "compose", None), (2, "seed", b"MThd"), (3, "seed", None),
+        for chat, kind, primer in ((1, "compose", None), (2, "seed", seed), (3, "seed", None),
                                    (4, "compose", None), (5, "again", None), (6, "compose", None)):
-            request = await storage.start_request(user_id=chat, chat_id=chat, message_id=None, language="ru",
-                                                  kind=kind, params=params, primer_midi=primer)
+            asked = PieceRequest(user_id=chat, chat_id=chat, message_id=None, language="ru", kind=kind,
+                                 params=params)
+            request = await storage.start_request(asked, primer)
             ids[chat] = request.id
         await storage.mark_pending(ids[4], "resumed")  # already made again once
         await storage.db.execute("UPDATE requests SET created_at = created_at - 7200 WHERE id = ?", (ids[5],))
         await storage.db.commit()
         await storage.finish_request(ids[6])
         await recover(app)  # type: ignore[arg-type]
+        assert sent == []
 
-        queued = [app.update_queue.get_nowait().request.id for _ in range(app.update_queue.qsize())]
-        assert queued == [ids[1], ids[2]]
+        queued = [app.update_queue.get_nowait() for _ in range(app.update_queue.qsize())]
+        assert [(type(u).__name__, u.request.id) for u in queued] == [
+            ("Resume", ids[1]), ("Resume", ids[2]), ("Apologise", ids[3]), ("Apologise", ids[4]),
+            ("Apologise", ids[5])]
+        for update in queued[2:]:
+            assert await apologise(SimpleNamespace(storage=storage), bot, update.request)  # type: ignore[arg-type]
         assert sorted(sent) == [(chat, TEXTS["interrupted"]["ru"]) for chat in (3, 4, 5)]
         statuses = {r.id: (r.status, r.error) for r in [await storage.get_request(i) for i in ids.values()]}
         assert statuses == {ids[1]: ("pending", "resumed"), ids[2]: ("pending", "resumed"),

@@ -27,12 +27,17 @@ def user(language: str | None = "en") -> FakeUser:
     return FakeUser(next(_user_ids), "Ann", language)
 
 
-@pytest.fixture(scope="module")
-def styles(models_dir: Path) -> list[str]:
+def trained_styles(models_dir: Path) -> list[str]:
+    """The styles with a trained model; skips the test if there is none."""
     names = [info.name for info in ModelLibrary(models_dir).styles()]
     if not names:
         pytest.skip(f"no trained models in {models_dir} (set COMPOSER_TEST_MODELS)")
     return names
+
+
+@pytest.fixture(scope="module")
+def styles(models_dir: Path) -> list[str]:
+    return trained_styles(models_dir)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +67,16 @@ def ask(telegram: FakeTelegram, who: FakeUser, text: str, replies: int = 1,
 
 def say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
     return ask(telegram, who, text)[0].text
+
+
+def piece_replies(telegram: FakeTelegram, who: FakeUser, after: int, timeout: float = 90) -> list[Sent]:
+    """The chat's next piece (document, voice, photo), passing over any note about the queue."""
+    def check(sent: list[Sent]) -> list[Sent] | None:
+        found = [s for s in sent[after:] if s.chat_id == who.id
+                 and s.method in ("sendDocument", "sendVoice", "sendPhoto")]
+        return found[:3] if len(found) >= 3 else None
+
+    return telegram.wait(check, timeout)
 
 
 def check_piece(replies: list[Sent]) -> Sent:
@@ -301,4 +316,9 @@ def test_many_chats_at_once_all_get_their_piece(bot: BotProcess, telegram: FakeT
     for who in people:
         telegram.send_text(who, "/compose")
     for who in people:
-        check_piece(telegram.wait_replies(who.id, 3, mark, 120))
+        replies = piece_replies(telegram, who, mark, 120)
+        check_piece(replies)
+        # A piece that waited for a worker was announced with its place in the queue, nothing else.
+        before = [s for s in telegram.calls("sendMessage", who.id, mark) if s.at <= replies[0].at]
+        queued = TEXTS["queued"][who.language_code].split("{")[0]
+        assert all(s.text.startswith(queued) for s in before), before

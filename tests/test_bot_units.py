@@ -14,7 +14,7 @@ from telegram import Chat, Message, Update
 
 from bot.config import MISSING_TOKEN, Config, ConfigError, load_config
 from bot.i18n import COMMANDS, TEXTS, pick_language, t
-from bot.jobs import Ask, caption, refusal
+from bot.jobs import caption, refusal
 from bot.keyboards import MAX_CALLBACK_BYTES, callback, parse_callback, result_keyboard, styles_keyboard
 from bot.services import Services
 from bot.settings import (
@@ -26,10 +26,11 @@ from bot.settings import (
     parse_temperature,
     parse_tempo,
 )
-from bot.storage import MIGRATIONS, Storage
-from bot.worker import Busy, Gate, Job, Overloaded, PerChatUpdateProcessor, RateLimited, Workers
+from bot.storage import MIGRATIONS, PieceRequest, Storage
+from bot.worker import Busy, Gate, Overloaded, PerChatUpdateProcessor, RateLimited, Workers
 from composer.compose import ComposeRequest, RequestError
 from composer.errors import MidiError
+from composer.melody import HOLD, REST, Melody
 from composer.model_store import ModelLibrary
 from composer.piece import Piece, PrimerInfo
 
@@ -165,8 +166,9 @@ async def test_requests_stay_pending_until_finished_and_compositions_keep_what_b
     await storage.open()
     try:
         params = {"style": "classical", "bars": 8, "temperature": 1.0, "tempo": None, "instrument": None}
-        request = await storage.start_request(user_id=7, chat_id=7, message_id=3, language="ru", kind="seed",
-                                              params=params, primer_midi=b"MThd...")
+        primer = Melody((60, HOLD, 62, REST), (4, 4), 90.0, 40)
+        request = await storage.start_request(PieceRequest(user_id=7, chat_id=7, message_id=3, language="ru",
+                                                           kind="seed", params=params), primer)
         assert [r.id for r in await storage.pending_requests()] == [request.id]
         composition_id = await storage.add_composition(request, seed=42, description="d", midi=b"MThd")
         assert [r.id for r in await storage.pending_requests()] == [request.id]
@@ -174,10 +176,11 @@ async def test_requests_stay_pending_until_finished_and_compositions_keep_what_b
         assert await storage.pending_requests() == []
         composition = await storage.get_composition(composition_id)
         assert composition is not None
-        assert composition.request.params == params and composition.request.primer_midi == b"MThd..."
+        assert composition.request.params == params and composition.request.primer_id is not None
+        assert await storage.get_primer(composition.request.primer_id) == primer
         assert composition.seed == 42 and composition.midi == b"MThd"
-        failed = await storage.start_request(user_id=7, chat_id=7, message_id=None, language="en",
-                                             kind="compose", params=params)
+        failed = await storage.start_request(PieceRequest(user_id=7, chat_id=7, message_id=None,
+                                                          language="en", kind="compose", params=params))
         await storage.finish_request(failed.id, error="timeout")
         assert (await storage.get_request(failed.id)).status == "failed"
         assert await storage.get_composition(999) is None
@@ -190,8 +193,8 @@ async def test_a_failed_write_rolls_back(tmp_path: Path) -> None:
     await storage.open()
     try:
         with pytest.raises(ValueError):
-            await storage.start_request(user_id=1, chat_id=1, message_id=None, language="en", kind="nope",
-                                        params={})
+            await storage.start_request(PieceRequest(user_id=1, chat_id=1, message_id=None, language="en",
+                                                     kind="nope", params={}))
         with pytest.raises(sqlite3.IntegrityError):
             async with storage._write() as db:
                 await db.execute("INSERT INTO users (user_id, updated_at) VALUES (5, 0)")
@@ -209,13 +212,12 @@ async def test_a_failed_write_rolls_back(tmp_path: Path) -> None:
 def test_gate_allows_one_piece_per_user_and_limits_the_rate() -> None:
     now = [0.0]
     gate = Gate(limit=2, window=60.0, clock=lambda: now[0])
-    gate.enter(1)
+    first = gate.enter(1)
     with pytest.raises(Busy):
         gate.enter(1)
     gate.enter(2)
-    gate.leave(1)
-    gate.enter(1)
-    gate.leave(1)
+    first.release()
+    gate.enter(1).release()
     with pytest.raises(RateLimited) as caught:
         gate.enter(1)
     assert caught.value.retry_after == pytest.approx(60.0)
@@ -223,8 +225,7 @@ def test_gate_allows_one_piece_per_user_and_limits_the_rate() -> None:
     gate.enter(1)
     unlimited = Gate(limit=0, window=60.0)
     for _ in range(100):
-        unlimited.enter(3)
-        unlimited.leave(3)
+        unlimited.enter(3).release()
 
 
 # Keyboards
@@ -250,14 +251,14 @@ def test_the_caption_says_style_settings_source_and_what_is_missing() -> None:
     made = Piece(midi=b"MThd", ogg=None, png=None, description="", mix={"classical": 0.7, "celtic": 0.3},
                  seed=5, bars=8, tempo_bpm=99.6, seconds=10.0, instrument="Violin", temperature=0.8,
                  primer=PrimerInfo(28, 4, 62, (3, 4), 120.0), problems=("audio: x", "score: y"))
-    ask = Ask(user_id=1, chat_id=1, message_id=None, language="en", kind="seed", params={})
+    ask = PieceRequest(user_id=1, chat_id=1, message_id=None, language="en", kind="seed", params={})
     assert caption("en", ask, made).split("\n") == [
         "classical 70% + celtic 30% · 8 bars · 100 BPM · Violin · temperature 0.8 · seed 5",
         "From your file: the last 4 of its 28 bars (62 notes, 3/4, 120 BPM), continued.",
         TEXTS["no_audio"]["en"], TEXTS["no_score"]["en"],
     ]
-    continued = Ask(user_id=1, chat_id=1, message_id=None, language="ru", kind="continue", params={},
-                    parent_id=9)
+    continued = PieceRequest(user_id=1, chat_id=1, message_id=None, language="ru", kind="continue", params={},
+                             parent_id=9)
     assert caption("ru", continued, made).split("\n")[1] == "Продолжение мелодии №9."
 
 
@@ -280,7 +281,7 @@ async def test_workers_make_pieces_and_turn_away_what_they_cannot_take(models_di
     styles = ModelLibrary(models_dir).styles()
     if not styles:
         pytest.skip(f"no trained models in {models_dir}")
-    job = Job(ComposeRequest(style=styles[0].name, bars=4), None)
+    job = ComposeRequest(style=styles[0].name, bars=4)
     workers = Workers(models_dir, None, workers=1, max_queue=1, timeout=60.0)
     workers.start()
     try:
