@@ -12,7 +12,10 @@ geometric one on the Bach and Essen validation sets), or the weighted geometric 
 2005). ``stm_weight = 1`` is IDyOM's scheme; a smaller one keeps an STM that has seen little (uniform at
 the start of a piece, hence high entropy but still weight 1 / (1 + w_LTM)) from diluting a confident LTM
 on the many ``HOLD`` steps. ``tune_ltm_stm`` picks the STM order, bias, STM weight and combination on
-validation sequences.
+validation sequences. Defaults (STM order 32, bias 0.5, STM weight 0.5, arithmetic) are near what
+validation chose on Bach chorales and Essen han: long STM contexts pay on a 16th-note grid, where a
+repeated phrase is recognised only over a bar or more of tokens (order 4 -> 32: classical test NLL
+0.670 -> 0.623, chinese 1.299 -> 1.214).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from composer.encoding import START
+from composer.representation import START
 
 #: Floor for relative entropies before they are raised to a negative power.
 _MIN_RELATIVE_ENTROPY = 1e-3
@@ -134,44 +137,71 @@ def _counts_vector(counter: dict[int, int], size: int) -> np.ndarray:
     return out
 
 
-def stm_log_probs(sequence: Sequence[int], vocab_size: int, order: int = 3,
+class _Node:
+    """A context in the short-term model's suffix trie: the counts of the tokens that followed it, and
+    its one-token-longer extensions keyed by the token before it."""
+
+    __slots__ = ("children", "counts", "total")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.total = 0
+        self.children: dict[int, _Node] = {}
+
+
+def stm_log_probs(sequence: Sequence[int], vocab_size: int, order: int = 32,
                   discount: float = 0.75) -> np.ndarray:
     """The short-term model's log next-token distributions ``(T, V)`` over one sequence.
 
     At step ``t`` the model has counted the tokens ``0 .. t-1`` of this sequence only (after an implicit
     START), with the smoothing of ``NGramModel``: interpolated absolute discounting over contexts of up to
-    ``order - 1`` tokens, backing off to an add-one unigram over the piece so far (uniform at step 0).
+    ``order - 1`` tokens, backing off to an add-one unigram over the piece so far (uniform at step 0);
+    ``stm_log_probs(seq, V, n, d)[t]`` is ``log NGramModel(n, V, d).fit([seq[:t]]).distribution(...)``.
+    Long orders are cheap (contexts live in a suffix trie and the interpolation is summed sparsely), and
+    they pay: on 16th-note grids a repeated phrase needs contexts of a bar or more.
     """
     if order < 1:
         raise ValueError("order must be at least 1")
-    counts: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in range(order)]
-    types: list[dict[tuple[int, ...], int]] = [{} for _ in range(order)]
+    root = _Node()
     unigram = np.zeros(vocab_size)
-    counts[0][()] = unigram
     history = [START]
     out = np.empty((len(sequence), vocab_size))
     for t, token in enumerate(sequence):
-        p = (unigram + 1.0) / (t + vocab_size)
         n = len(history)
-        for k in range(1, min(order, n + 1)):
-            context = tuple(history[n - k :])
-            vec = counts[k].get(context)
-            if vec is None:
+        depth = min(order - 1, n)
+        path: list[_Node] = []
+        node = root
+        for k in range(1, depth + 1):
+            child = node.children.get(history[n - k])
+            if child is None:
                 break
-            total = vec.sum()
-            p = (np.maximum(vec - discount, 0.0) + discount * types[k][context] * p) / total
+            path.append(child)
+            node = child
+        # p_K = a_K + b_K (a_{K-1} + b_{K-1} (... + b_1 p_0)), a_k sparse, b_k = d * types / total.
+        scale = 1.0
+        sparse: dict[int, float] = {}
+        for node in reversed(path):
+            total = node.total
+            for tok, count in node.counts.items():
+                if count > discount:
+                    sparse[tok] = sparse.get(tok, 0.0) + scale * (count - discount) / total
+            scale *= discount * len(node.counts) / total
+        p = (unigram + 1.0) * (scale / (t + vocab_size))
+        if sparse:
+            p[list(sparse)] += list(sparse.values())
         out[t] = p
         # Learn the token just seen, in every context up to the order.
         unigram[token] += 1
-        for k in range(1, min(order, n + 1)):
-            context = tuple(history[n - k :])
-            vec = counts[k].get(context)
-            if vec is None:
-                vec = counts[k][context] = np.zeros(vocab_size)
-                types[k][context] = 0
-            if not vec[token]:
-                types[k][context] += 1
-            vec[token] += 1
+        node = root
+        for k in range(1, depth + 1):
+            if k <= len(path):
+                node = path[k - 1]
+            else:
+                child = _Node()
+                node.children[history[n - k]] = child
+                node = child
+            node.counts[token] = node.counts.get(token, 0) + 1
+            node.total += 1
         history.append(token)
     return np.log(out)
 
@@ -201,9 +231,9 @@ def combine_log_probs(log_prob_sets: Sequence[np.ndarray], bias: float = 1.0, me
     return np.log((weights[..., None] * np.exp(stacked)).sum(axis=0))
 
 
-def ltm_stm_log_probs(ltm: NGramModel, sequence: Sequence[int], stm_order: int = 3,
-                      stm_discount: float | None = None, bias: float = 1.0, method: str = "arithmetic",
-                      stm_weight: float = 1.0) -> np.ndarray:
+def ltm_stm_log_probs(ltm: NGramModel, sequence: Sequence[int], stm_order: int = 32,
+                      stm_discount: float | None = None, bias: float = 0.5, method: str = "arithmetic",
+                      stm_weight: float = 0.5) -> np.ndarray:
     """Log next-token distributions ``(T, V)`` of the LTM combined with an STM of the piece so far."""
     discount = ltm.discount if stm_discount is None else stm_discount
     return combine_log_probs([ltm.log_probs(sequence),
@@ -215,9 +245,9 @@ def _picked(log_p: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
     return log_p[np.arange(len(sequence)), np.asarray(sequence, dtype=int)]
 
 
-def ltm_stm_nll(ltm: NGramModel, sequences: Iterable[Sequence[int]], stm_order: int = 3,
-                stm_discount: float | None = None, bias: float = 1.0, method: str = "arithmetic",
-                stm_weight: float = 1.0) -> float:
+def ltm_stm_nll(ltm: NGramModel, sequences: Iterable[Sequence[int]], stm_order: int = 32,
+                stm_discount: float | None = None, bias: float = 0.5, method: str = "arithmetic",
+                stm_weight: float = 0.5) -> float:
     """Mean negative log-likelihood per token (nats, END included) of LTM+STM over ``sequences`` (the
     target lists ``composer.dataset.token_sequences`` gives, as ``NGramModel.nll`` takes)."""
     total, count = 0.0, 0
@@ -230,7 +260,7 @@ def ltm_stm_nll(ltm: NGramModel, sequences: Iterable[Sequence[int]], stm_order: 
     return total / max(count, 1)
 
 
-def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[int] = (2, 3, 4, 5, 6),
+def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[int] = (4, 8, 16, 32, 64),
                  biases: Sequence[float] = (0.0, 0.5, 1.0, 2.0),
                  stm_weights: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
                  methods: Sequence[str] = METHODS, stm_discount: float | None = None) -> dict:
@@ -280,8 +310,8 @@ def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[
 
 def ngram_pitch_cross_entropy_bits(ltm: NGramModel, sequences: Iterable[Sequence[int]],
                                    pitch_ids: Sequence[int] | np.ndarray, stm_order: int | None = None,
-                                   stm_discount: float | None = None, bias: float = 1.0,
-                                   method: str = "arithmetic", stm_weight: float = 1.0) -> float:
+                                   stm_discount: float | None = None, bias: float = 0.5,
+                                   method: str = "arithmetic", stm_weight: float = 0.5) -> float:
     """Pearce's pitch cross-entropy (bits per note, see ``pitch_cross_entropy_bits``) of the LTM alone
     (``stm_order=None``) or of LTM+STM, over target sequences."""
     logs, targets = [], []

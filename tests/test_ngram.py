@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from composer.encoding import START
+from composer.representation import START
 from composer.ngram import (
     NGramModel,
     combine_log_probs,
@@ -70,6 +70,16 @@ def test_stm_learns_only_the_piece_so_far() -> None:
     assert p[5, 7] > 0.5 and p[5, 7] > p[2, 7] * 2
     # A token never seen in this piece keeps only the add-one share.
     assert p[-2, 11] < 0.05
+
+
+@pytest.mark.parametrize("order", [1, 2, 4, 9])
+def test_stm_equals_an_ngram_fitted_on_the_prefix(order: int) -> None:
+    rng = random.Random(order)
+    seq = ([rng.choice(PITCHES) for _ in range(5)] * 4 + [rng.choice(PITCHES) for _ in range(8)]) * 2 + [END]
+    logp = stm_log_probs(seq, VOCAB, order, 0.6)
+    for t in range(len(seq)):
+        reference = NGramModel(order, VOCAB, 0.6).fit([seq[:t]]).distribution([START, *seq[:t]])
+        assert np.allclose(np.exp(logp[t]), reference, rtol=1e-10, atol=0), t
 
 
 def test_stm_lowers_nll_on_pieces_that_repeat_a_motif() -> None:
