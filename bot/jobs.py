@@ -18,7 +18,7 @@ from composer.compose import ComposeRequest
 from composer.errors import ComposerError, MidiError
 from composer.extract import melody_from_midi
 from composer.melody import Melody
-from composer.piece import Piece
+from composer.piece import MAX_PIECE_SECONDS, Piece
 from composer.style_mix import mix_label
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ async def compose_and_send(bot: Bot, found: Services, request: PieceRequest, adm
             composition_id = await found.storage.add_composition(
                 stored, seed=piece.seed, description=piece.description, midi=piece.midi
             )
-            await send_piece(bot, stored, piece, composition_id)
+            await send_piece(bot, stored, piece, composition_id, found.config.max_piece_seconds)
             await found.storage.finish_request(stored.id)
     except (ComposerError, Overloaded, TimeoutError, WorkerLost) as exc:
         code = exc.code if isinstance(exc, ComposerError) else type(exc).__name__.lower()
@@ -128,7 +128,7 @@ def refusal(lang: str, exc: Exception) -> str:
     return t(lang, "error")
 
 
-def caption(lang: str, request: PieceRequest, piece: Piece) -> str:
+def caption(lang: str, request: PieceRequest, piece: Piece, max_seconds: float = MAX_PIECE_SECONDS) -> str:
     lines = [t(lang, "caption", style=mix_label(piece.mix), bars=piece.bars, tempo=round(piece.tempo_bpm),
                instrument=piece.instrument, temperature=piece.temperature, seed=piece.seed)]
     if request.parent_id is not None:
@@ -140,10 +140,10 @@ def caption(lang: str, request: PieceRequest, piece: Piece) -> str:
                        file_tempo=round(p.tempo_bpm)))
     if piece.cut_from_bars is not None:
         lines.append(t(lang, "cut_bars", asked=piece.cut_from_bars, bars=piece.bars,
-                       minutes=_minutes(piece.seconds)))
+                       minutes=_minutes(max_seconds)))
     if piece.sped_up_from is not None:
         lines.append(t(lang, "sped_up", asked=round(piece.sped_up_from), tempo=round(piece.tempo_bpm),
-                       minutes=_minutes(piece.seconds)))
+                       minutes=_minutes(max_seconds)))
     if piece.ogg is None:
         lines.append(t(lang, "no_audio"))
     if piece.png is None:
@@ -156,9 +156,10 @@ def _minutes(seconds: float) -> str:
     return f"{minutes}:{rest:02d}"
 
 
-async def send_piece(bot: Bot, request: PieceRequest, piece: Piece, composition_id: int) -> None:
+async def send_piece(bot: Bot, request: PieceRequest, piece: Piece, composition_id: int,
+                     max_seconds: float = MAX_PIECE_SECONDS) -> None:
     """MIDI document, voice message, score photo; the caption and buttons go under the last one."""
-    text = caption(request.language, request, piece)
+    text = caption(request.language, request, piece, max_seconds)
     keyboard: InlineKeyboardMarkup = result_keyboard(request.language, composition_id)
     name = f"melody-{composition_id}-{'-'.join(piece.mix)}.mid"
     last_is = "png" if piece.png is not None else "ogg" if piece.ogg is not None else "midi"

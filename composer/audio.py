@@ -2,8 +2,10 @@
 
 FluidSynth renders a General MIDI soundfont to a 48 kHz float WAV in a temporary folder; the WAV is cut
 to the MIDI's length plus a short ring-out, mixed to mono, peak-normalised and faded out, then encoded by
-Xiph's ``opusenc`` (opus-tools) reading raw PCM on stdin and writing Ogg Opus to stdout. Every external
-step runs under one time limit; the temporary folder is removed whatever happens.
+Xiph's ``opusenc`` (opus-tools) reading raw PCM on stdin. The WAV is read twice in blocks (once for its
+peak, once to encode), so memory stays a few blocks whatever the length; the bitrate is chosen from the
+length so the voice message stays under ``MAX_VOICE_BYTES``. Every external step runs under one time
+limit; the temporary folder is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mido
@@ -38,6 +41,13 @@ SILENCE = 1e-4  # peak below about -80 dBFS counts as silence
 #: Longer MIDI is refused before rendering: it would hold the worker and a large buffer.
 MAX_SECONDS = 600.0
 BITRATE_KBPS = 48  # mono music: clean at 48 kbit/s, about 6 KB a second
+MIN_BITRATE_KBPS = 12
+#: Telegram shows a voice message over 1 MB as a plain file: the bitrate is lowered to stay under it.
+MAX_VOICE_BYTES = 1_000_000
+#: Share of the byte budget left to the Ogg container and the encoder's variations.
+CONTAINER_MARGIN = 0.92
+#: Frames read from the WAV at a time (about 1.4 s: 0.5 MB as stereo float).
+BLOCK_FRAMES = 1 << 16
 OPUS_COMPLEXITY = 6  # measured: 30% less CPU than the default 10
 
 FLUIDSYNTH_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
@@ -107,8 +117,10 @@ class BoundedFluidSynth(FluidSynth):
         _run(command, self.timeout)
 
 
-def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0) -> bytes:
-    """OGG/Opus bytes (mono, 48 kHz) of a Standard MIDI File, as long as the MIDI plus a short tail.
+def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0,
+               max_bytes: int = MAX_VOICE_BYTES) -> bytes:
+    """OGG/Opus bytes (mono, 48 kHz) of a Standard MIDI File, as long as the MIDI plus a short tail, at
+    most ``max_bytes`` long (at 48 kbit/s up to about 2.5 minutes, then a lower bitrate).
 
     Raises ``RenderError``: ``missing_tool`` / ``missing_soundfont`` (message names the package),
     ``timeout`` when rendering and encoding take longer than ``timeout`` seconds, ``bad_midi``,
@@ -129,35 +141,93 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
         midi_path.write_bytes(midi)
         BoundedFluidSynth(font, SAMPLE_RATE, _left(deadline)).midi_to_audio(str(midi_path), str(wav_path))
         try:
-            audio, rate = soundfile.read(wav_path, frames=frames, dtype="float32", always_2d=True)
+            info = soundfile.info(str(wav_path))
+            peak = _peak(wav_path, frames)
         except (OSError, RuntimeError) as e:  # soundfile.LibsndfileError is a RuntimeError
             raise RenderError(f"FluidSynth wrote no readable audio: {e}") from e
-    if rate != SAMPLE_RATE or len(audio) < frames - SAMPLE_RATE * TAIL_SECONDS:
-        raise RenderError(f"FluidSynth wrote {len(audio) / rate:.2f} s at {rate} Hz, "
-                          f"expected {midi_seconds:.2f} s at {SAMPLE_RATE} Hz")  # fmt: skip
-    pcm = _finish(audio.mean(axis=1), frames)
-    return _encode_opus(pcm, _left(deadline))
+        if info.samplerate != SAMPLE_RATE or info.frames < frames - SAMPLE_RATE * TAIL_SECONDS:
+            raise RenderError(f"FluidSynth wrote {info.frames / info.samplerate:.2f} s at {info.samplerate} "
+                              f"Hz, expected {midi_seconds:.2f} s at {SAMPLE_RATE} Hz")
+        if peak < SILENCE:
+            raise RenderError("the rendered audio is silent (no notes, or an empty soundfont?)",
+                              code="silent")
+        kbps = bitrate_kbps(frames / SAMPLE_RATE, max_bytes)
+        while True:
+            ogg = _encode_opus(wav_path, frames, PEAK / peak, kbps, Path(folder), _left(deadline))
+            if len(ogg) <= max_bytes or kbps <= MIN_BITRATE_KBPS:
+                return ogg
+            kbps = max(MIN_BITRATE_KBPS, kbps * max_bytes / len(ogg) * CONTAINER_MARGIN)
 
 
-def _finish(mono: np.ndarray, frames: int) -> np.ndarray:
-    """Pad to ``frames``, normalise the peak to ``PEAK`` and fade out the tail with a half cosine."""
-    peak = float(np.abs(mono).max(initial=0.0))
-    if peak < SILENCE:
-        raise RenderError("the rendered audio is silent (no notes, or an empty soundfont?)", code="silent")
-    out = np.zeros(frames, dtype=np.float32)
-    out[: len(mono)] = mono[:frames] * (PEAK / peak)
-    fade = min(frames, round(FADE_SECONDS * SAMPLE_RATE))
-    out[frames - fade :] *= (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade))).astype(np.float32)
-    return out
+def bitrate_kbps(seconds: float, max_bytes: int = MAX_VOICE_BYTES) -> float:
+    """The Opus bitrate for ``seconds`` of audio: ``BITRATE_KBPS``, or less to stay under ``max_bytes``."""
+    budget = max_bytes * 8 * CONTAINER_MARGIN / max(seconds, 1.0) / 1000
+    return max(MIN_BITRATE_KBPS, min(float(BITRATE_KBPS), budget))
 
 
-def _encode_opus(pcm: np.ndarray, timeout: float) -> bytes:
+def _mono_blocks(wav_path: Path, frames: int) -> Iterator[np.ndarray]:
+    """The first ``frames`` frames of the WAV as mono float32 blocks, zero-padded to ``frames``."""
+    done = 0
+    for block in soundfile.blocks(str(wav_path), blocksize=BLOCK_FRAMES, frames=frames, dtype="float32",
+                                  always_2d=True):
+        done += len(block)
+        yield block.mean(axis=1, dtype=np.float32)
+    while done < frames:
+        size = min(BLOCK_FRAMES, frames - done)
+        done += size
+        yield np.zeros(size, dtype=np.float32)
+
+
+def _peak(wav_path: Path, frames: int) -> float:
+    return max((float(np.abs(block).max(initial=0.0)) for block in _mono_blocks(wav_path, frames)),
+               default=0.0)
+
+
+def _encode_opus(wav_path: Path, frames: int, gain: float, kbps: float, folder: Path,
+                 timeout: float) -> bytes:
+    """Normalise (``gain``), fade out the tail with a half cosine and encode, block by block."""
+    deadline = time.monotonic() + timeout
     command = [
         "opusenc", "--quiet", "--raw", "--raw-bits", "16", "--raw-rate", str(SAMPLE_RATE), "--raw-chan", "1",
-        "--bitrate", str(BITRATE_KBPS), "--comp", str(OPUS_COMPLEXITY), "-", "-",
+        "--bitrate", f"{kbps:.1f}", "--comp", str(OPUS_COMPLEXITY), "-", str(folder / "out.opus"),
     ]  # fmt: skip
-    samples = np.round(np.clip(pcm, -1.0, 1.0) * 32767).astype("<i2")
-    ogg = _run(command, timeout, stdin=samples.tobytes())
+    fade = min(frames, round(FADE_SECONDS * SAMPLE_RATE))
+    curve = (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade))).astype(np.float32)
+    errors = (folder / "opusenc.err").open("wb")
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+    except OSError as e:
+        errors.close()
+        raise RenderError(f"opusenc could not start ({e})", code="missing_tool") from e
+    try:
+        assert process.stdin is not None
+        start = 0
+        for block in _mono_blocks(wav_path, frames):
+            block *= gain
+            end = start + len(block)
+            if end > frames - fade:
+                first = max(start, frames - fade)
+                block[first - start :] *= curve[first - (frames - fade) : end - (frames - fade)]
+            start = end
+            process.stdin.write(np.round(np.clip(block, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+            if time.monotonic() > deadline:
+                raise RenderError(f"opusenc took longer than {timeout:.1f} s", code="timeout")
+        process.stdin.close()
+        status = process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired as e:
+        raise RenderError(f"opusenc took longer than {timeout:.1f} s", code="timeout") from e
+    except (BrokenPipeError, OSError) as e:
+        status = process.wait()
+        raise RenderError(f"opusenc stopped reading (exit status {status}): {e}") from e
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        errors.close()
+    if status != 0:
+        detail = (folder / "opusenc.err").read_bytes().decode(errors="replace").strip()[-300:]
+        raise RenderError(f"opusenc failed with exit status {status}: {detail}")
+    ogg = (folder / "out.opus").read_bytes()
     if not (ogg.startswith(b"OggS") and b"OpusHead" in ogg[:64]):
         raise RenderError("opusenc wrote no Ogg Opus stream")
     return ogg

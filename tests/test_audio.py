@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from composer.audio import SAMPLE_RATE, render_ogg
+from composer.audio import BITRATE_KBPS, MAX_VOICE_BYTES, SAMPLE_RATE, bitrate_kbps, render_ogg
 from composer.errors import RenderError
 from composer.melody import HOLD, REST, Melody
 from composer.midi_writer import melody_to_midi
@@ -165,3 +165,37 @@ def test_a_render_is_counted_while_it_holds_temporary_files(
         render_ogg(midi)
     assert seen[0][0] == 1 and seen[0][1], "the render held no temporary folder while counted"
     assert audio.renders_in_progress() == 0 and os.listdir(private_tmp) == []
+
+
+def _longest_piece() -> bytes:
+    """The longest piece the bot renders: 180 s (90 bars of 4/4 at 120 bpm), notes all the way."""
+    bar = [72, HOLD, 74, HOLD, 76, HOLD, HOLD, HOLD, 79, HOLD, REST, HOLD, 77, 76, 74, HOLD]
+    return melody_to_midi(Melody(tuple(bar * 90), tempo_bpm=120.0, program=40))
+
+
+def test_the_longest_piece_renders_in_bounded_memory_under_a_megabyte() -> None:
+    """Issue 10, fault 5: 180 s used to be read whole as stereo float (69 MB), then copied as mono, padded,
+    scaled and converted (about 200 MB at the peak); now the WAV is streamed in blocks. And the voice
+    message stays under Telegram's 1 MB, where it would be shown as a file."""
+    import tracemalloc
+
+    midi = _longest_piece()
+    assert mido.MidiFile(file=io.BytesIO(midi)).length == pytest.approx(180.0, abs=0.01)
+    tracemalloc.start()
+    try:
+        ogg = render_ogg(midi, timeout=120.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+    assert len(ogg) < MAX_VOICE_BYTES
+    audio, rate = soundfile.read(io.BytesIO(ogg), dtype="float32")
+    assert abs(len(audio) / rate - 180.5) < 1.0
+    assert np.abs(audio[-rate // 50 :]).max() < 0.02  # still faded out at the very end
+
+
+def test_the_bitrate_falls_with_the_length_to_stay_under_the_limit() -> None:
+    assert bitrate_kbps(32.0) == BITRATE_KBPS
+    for seconds in (150.0, 180.0, 300.0, 600.0):
+        assert bitrate_kbps(seconds) * 1000 / 8 * seconds < MAX_VOICE_BYTES
+    assert bitrate_kbps(180.0) > 36  # still clean for mono music

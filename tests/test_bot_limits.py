@@ -347,3 +347,23 @@ def test_a_webhook_needs_its_secret_and_refuses_updates_without_it(
             assert telegram.wait_replies(intruder.id, 1, mark)[0].text.startswith("Hello, Eve!")
         finally:
             assert bot.stop() == 0
+
+
+# Fault 5
+
+
+def test_a_piece_too_long_for_a_voice_message_is_cut_and_says_so(
+        served: tuple[FakeTelegram, BotProcess]) -> None:
+    """64 bars at 40 bpm would be over 6 minutes: the piece is cut to 3 minutes, the caption says so,
+    and the voice message stays under Telegram's 1 MB."""
+    telegram, _ = served
+    who = person()
+    assert _say(telegram, who, "/bars 64").text == "Saved: bars = 64."
+    assert _say(telegram, who, "/tempo 40").text == "Saved: tempo = 40."
+    mark = telegram.mark()
+    telegram.send_text(who, "/compose")
+    _, voice, photo = _outcome(telegram, who.id, mark, 180)
+    assert photo.method == "sendPhoto"
+    assert "Shortened from 64 to " in photo.text and "within 3:00" in photo.text
+    assert len(voice.upload().data) < 1_000_000
+    assert int(voice.params["duration"]) <= 181

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sqlite3
 import string
@@ -260,6 +261,12 @@ def test_the_caption_says_style_settings_source_and_what_is_missing() -> None:
     continued = PieceRequest(user_id=1, chat_id=1, message_id=None, language="ru", kind="continue", params={},
                              parent_id=9)
     assert caption("ru", continued, made).split("\n")[1] == "Продолжение мелодии №9."
+    cut = dataclasses.replace(made, primer=None, problems=(), ogg=b"x", png=b"x", cut_from_bars=64)
+    assert caption("en", ask, cut, 180).split("\n")[1] == (
+        "Shortened from 64 to 8 bars to keep it within 3:00.")
+    faster = dataclasses.replace(cut, cut_from_bars=None, sped_up_from=40.0)
+    assert caption("en", ask, faster, 90).split("\n")[1] == (
+        "Played at 100 BPM instead of 40 to keep it within 1:30.")
 
 
 @pytest.mark.parametrize("code", ["not_midi", "corrupt", "too_large", "too_long", "no_notes", "drums_only",
