@@ -16,6 +16,8 @@ from composer.styles import BUILTIN_STYLES
 DEFAULT_MODELS = default_models_dir()
 DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
+#: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
+RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads")
 
 
 class UsageError(Exception):
@@ -31,7 +33,8 @@ class Parser(argparse.ArgumentParser):
 
 def _train(args: argparse.Namespace) -> int:
     from composer.corpus import build_midi_dir_corpus, build_style_corpus
-    from composer.train import TrainOptions, train_style
+    from composer.recipe import Recipe
+    from composer.train import train_style
 
     if args.corpus:
         if args.style not in BUILTIN_STYLES:
@@ -49,10 +52,14 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{args.style}: {report.summary()}", file=sys.stderr)
     if len(melodies) < 10:
         raise UsageError(f"only {len(melodies)} usable melodies: at least 10 are needed")
-    options = TrainOptions(units=args.units, max_epochs=args.epochs, max_minutes=args.max_minutes,
-                           target_tokens=args.target_tokens, normalise_keys=args.normalise_keys)
-    card = train_style(args.style, melodies, report, source, args.models / args.style, options,
-                       description, program)
+    recipe = BUILTIN_STYLES[args.style].recipe if args.corpus else Recipe()
+    overrides = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name) is not None}
+    recipe = replace(recipe, **overrides)
+    command = " ".join(["python -m composer train --style", args.style,
+                        "--corpus" if args.corpus else f"--midi-dir {args.midi_dir}"]
+                       + [f"--{name.replace('_', '-')} {value}" for name, value in overrides.items()])
+    card = train_style(args.style, melodies, report, source, args.models / args.style, recipe,
+                       description, program, command)
     print(f"{args.style}: test NLL {card['test_nll']} vs n-gram {card['ngram_test_nll']} "
           f"({card['train_seconds']} s) -> {args.models / args.style}")
     return 0
@@ -67,8 +74,9 @@ def _styles(args: argparse.Namespace) -> int:
         raise UsageError(f"no trained models in {args.models}")
     width = max(len(s.name) for s in styles)
     for s in styles:
-        print(f"{s.name:<{width}}  {s.description} ({instrument_name(s.program)}, "
-              f"{s.time_signature[0]}/{s.time_signature[1]}, {s.tempo_bpm:g} bpm)")
+        metres = ", ".join(f"{n}/{d}" for n, d in s.metres)
+        print(f"{s.name:<{width}}  {s.description} ({instrument_name(s.program)}, {s.tempo_bpm:g} bpm; "
+              f"metres {metres})")
     return 0
 
 
@@ -89,7 +97,7 @@ def _compose(args: argparse.Namespace) -> int:
         style=args.style, bars=args.bars, temperature=args.temperature, top_p=args.top_p,
         tempo_bpm=args.tempo, instrument=args.instrument, seed=args.seed,
         primer=melody_from_midi(args.primer) if args.primer is not None else None,
-        primer_bars=args.primer_bars, candidates=args.candidates,
+        primer_bars=args.primer_bars, candidates=args.candidates, key=args.key, metre=args.metre,
     )
     library = ModelLibrary(args.models)
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
@@ -146,13 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--midi-dir", type=Path, help="use every MIDI file below this folder")
     train.add_argument("--description", help="one line about a style of your own")
     train.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="parsed-corpus cache folder")
-    train.add_argument("--units", type=int, default=160, help="LSTM units per layer")
-    train.add_argument("--epochs", type=int, default=30, help="at most this many epochs")
-    train.add_argument("--max-minutes", type=float, default=40.0, help="time budget for training")
-    train.add_argument("--target-tokens", type=int, default=1_000_000,
-                       help="training tokens per epoch to reach with transpositions")
-    train.add_argument("--normalise-keys", action="store_true",
-                       help="move every piece to C major / A minor instead of transposing at random")
+    train.add_argument("--units", type=int, help="LSTM units per layer (default: the style's recipe)")
+    train.add_argument("--max-epochs", type=int, help="at most this many epochs")
+    train.add_argument("--max-minutes", type=float, help="time budget for training")
+    train.add_argument("--target-tokens", type=int,
+                       help="training steps per epoch to reach by repeating pieces")
+    train.add_argument("--key-policy", choices=("normalise", "written"),
+                       help="move every piece to C major / A minor (normalise) or keep the written keys")
+    train.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")
@@ -180,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--tempo", type=float, help=f"beats per minute, {c.MIN_TEMPO:g}..{c.MAX_TEMPO:g} "
                                                      "(default: the primer's or the style's)")
     compose.add_argument("--instrument", help="General MIDI instrument name or program 0..127")
+    compose.add_argument("--key", help="'D minor', 'Bb major' (default: the primer's, else drawn from the "
+                                       "style's corpus)")
+    compose.add_argument("--metre", help="one of the style's metres, e.g. 6/8 (see 'styles'; default: the "
+                                         "primer's, else drawn from the style's corpus)")
     compose.add_argument("--candidates", type=int, default=4,
                          help=f"draw N candidates and keep the best, {c.MIN_CANDIDATES}..{c.MAX_CANDIDATES}")
     compose.add_argument("--count", type=int, default=1, help="write K melodies (seeds S, S+1, ...)")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from composer.encoding import decode, encode, fit_range
 from composer.errors import ComposerError, StyleError
 from composer.instruments import instrument_name, program_for
 from composer.judge import candidate_scores
-from composer.keys import estimate_keys, key_name, normalising_shift
+from composer.keys import estimate_keys, key_name
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
+from composer.representation import NORMAL_TONIC, Undo
 from composer.sampler import sample
 from composer.style_mix import mix_label, parse_mix
 
@@ -59,6 +60,10 @@ class ComposeRequest:
     primer: Melody | None = field(default=None, repr=False)
     primer_bars: int = 4
     candidates: int = 4
+    #: ``"D minor"``, ``"Bb major"``; None: the primer's key, else one drawn from the style's corpus.
+    key: str | None = None
+    #: ``"6/8"``: one of the lead style's metres; None: the primer's, else one drawn from the corpus.
+    metre: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.style, str):
@@ -77,6 +82,10 @@ class ComposeRequest:
             raise RequestError("the primer must be a Melody", "bad_primer")
         _check("primer-bars", self.primer_bars, MIN_PRIMER_BARS, MAX_PRIMER_BARS, integer=True)
         _check("candidates", self.candidates, MIN_CANDIDATES, MAX_CANDIDATES, integer=True)
+        if self.key is not None:
+            parse_key(self.key)
+        if self.metre is not None:
+            parse_metre(self.metre)
 
     @property
     def mix(self) -> dict[str, float]:
@@ -109,69 +118,109 @@ class Composition:
         return melody_to_midi(self.melody)
 
 
-def _primer_context(primer: Melody, bars: int, max_positions: int, in_c: bool) -> tuple[Melody, int]:
-    """The primer's last ``bars`` bars (padded to a whole bar) in the models' range, moved to C major or
-    A minor if ``in_c``, and the shift used."""
+_TONICS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_KEY = re.compile(r"\s*([a-g])\s*([#b♯♭]?)\s*(major|minor|maj|min|m|dur|moll|мажор|минор)?\s*", re.IGNORECASE)
+
+
+def parse_key(text: str) -> tuple[int, bool]:
+    """``"D minor"``, ``"f#m"``, ``"Bb major"``, ``"Eb"`` (major) -> (tonic pitch class, minor)."""
+    match = _KEY.fullmatch(text or "")
+    if not match:
+        raise RequestError(f"not a key: {text!r} (say e.g. 'D minor' or 'Bb major')", "bad_key")
+    letter, accidental, mode = match.groups()
+    tonic = _TONICS[letter.lower()] + {"#": 1, "♯": 1, "b": -1, "♭": -1, "": 0}[accidental]
+    minor = (mode or "").lower() in ("minor", "min", "m", "moll", "минор")
+    return tonic % 12, minor
+
+
+def parse_metre(text: str) -> tuple[int, int]:
+    """``"6/8"`` -> (6, 8)."""
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", text or "")
+    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 2, 4, 8, 16):
+        raise RequestError(f"not a metre: {text!r} (say e.g. '3/4' or '6/8')", "bad_metre")
+    return int(match[1]), int(match[2])
+
+
+def metre_name(metre: tuple[int, int]) -> str:
+    return f"{metre[0]}/{metre[1]}"
+
+
+def _primer_context(primer: Melody, bars: int, max_positions: int) -> Melody:
+    """The primer's last ``bars`` bars, padded to a whole bar."""
     if primer.steps_per_bar > max_positions:
-        raise RequestError(f"the primer's {primer.time_signature[0]}/{primer.time_signature[1]} bars are "
-                           "longer than the models know", "bad_primer")
+        raise RequestError(f"the primer's {metre_name(primer.time_signature)} bars are longer than the "
+                           "models know", "bad_primer")
     padded = primer.replace(events=primer.events + (HOLD,) * (-primer.n_steps % primer.steps_per_bar))
     context = padded.bars(max(0, math.ceil(padded.n_bars) - bars))
     if not context.pitches():
         raise RequestError(f"the primer's last {bars} bars have no notes", "bad_primer")
-    moved = context.transposed(normalising_shift(np.array(context.events))) if in_c else context
-    fitted = fit_range(moved)
-    if fitted is None:
-        raise RequestError("the primer spans more than three octaves", "bad_primer")
-    return fitted, fitted.pitches()[0] - context.pitches()[0]
+    return context
 
 
-def _shift_back(events: np.ndarray, shift: int) -> tuple[int, ...]:
-    """Undo the shift into the models' range (and key), folding notes past the MIDI range by octaves."""
-    pitches = events + shift
-    pitches = np.where(pitches > 127, pitches - 12 * ((pitches - 116) // 12), pitches)
-    pitches = np.where(pitches < 0, pitches + 12 * ((11 - pitches) // 12), pitches)
-    return tuple(int(e) for e in np.where(events >= 0, pitches, events))
-
-
-def _corpus_key_shift(key_shifts: tuple[int, ...], seed: int) -> int:
-    """A shift (-6..+5) drawn, by the seed, as often as the corpus's pieces needed it to reach C."""
-    weights = np.array(key_shifts, dtype=float)
-    shift = int(np.random.default_rng([seed, 1]).choice(12, p=weights / weights.sum()))
-    return (shift + 6) % 12 - 6
+def _draw_index(counts: tuple[int, ...], seed: int, stream: int) -> int:
+    """An index drawn, by the seed, as often as ``counts`` says."""
+    weights = np.array(counts, dtype=float)
+    if weights.sum() <= 0:
+        return 0
+    return int(np.random.default_rng([seed, stream]).choice(len(weights), p=weights / weights.sum()))
 
 
 def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     """Sample ``request.candidates`` melodies in one batch; keep the best by model score and sanity.
 
-    If a style of the mix was trained with keys normalised, the models play in C major / A minor: a
-    primer is moved there and the result back to the primer's key, else to a key drawn from the lead
-    style's corpus."""
+    The metre and key come from the request, else from the primer, else are drawn (by the seed) from the
+    lead style's corpus. Models of key policy ``normalise`` play in C major / A minor and the melody is
+    moved to the key afterwards; a primer is moved there first and the result back to the primer's key."""
     mix = request.mix
-    mixture = library.mixture(mix)
-    lead = library.get(max(mix, key=mix.__getitem__)).info
+    lead_name = max(mix, key=mix.__getitem__)
+    lead = library.get(lead_name).info
+    rep = lead.representation
+    models = {name: library.get(name) for name in mix}
+    ranges = {(m.info.representation.low_pitch, m.info.representation.high_pitch) for m in models.values()}
+    if len(ranges) > 1:
+        raise StyleError("these styles cannot be mixed: their models cover different pitch ranges", "bad_mix")
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
     program = program_for(request.instrument) if request.instrument is not None else lead.program
-    key_shifts = {name: library.get(name).info.key_shifts for name in mix}
-    in_c = any(key_shifts.values())
+    if request.metre is not None and request.primer is None:
+        metre = parse_metre(request.metre)
+        if metre not in lead.metres:
+            raise RequestError(f"{lead_name} knows the metres {', '.join(map(metre_name, lead.metres))}, not "
+                               f"{metre_name(metre)}", "unknown_metre")
     if request.primer is not None:
-        max_positions = min(library.get(name).model.config.max_positions for name in mix)
-        context, shift = _primer_context(request.primer, request.primer_bars, max_positions, in_c)
-        like = Melody((), context.time_signature, request.tempo_bpm or context.tempo_bpm, program)
+        max_positions = min(m.model.config.max_positions for m in models.values())
+        context = _primer_context(request.primer, request.primer_bars, max_positions)
+        moved, undo, minor = rep.normalise(context)
+        primer_ids = rep.event_ids(np.array(moved.events)).tolist()
+        metre = context.time_signature
+        tonic = (NORMAL_TONIC[minor] + undo.shift) % 12 if rep.key_policy == "normalise" else None
+        like = Melody((), metre, request.tempo_bpm or context.tempo_bpm, program)
     else:
-        context = None
-        by_weight = sorted(mix, key=mix.__getitem__, reverse=True)
-        drawn_from = next((key_shifts[name] for name in by_weight if key_shifts[name]), None)
-        shift = _corpus_key_shift(drawn_from, seed) if drawn_from else 0
-        like = Melody((), lead.time_signature, request.tempo_bpm or lead.tempo_bpm, program)
+        primer_ids = []
+        if request.key is not None:
+            tonic, minor = parse_key(request.key)
+        else:
+            drawn = _draw_index(rep.key_counts, seed, 1)
+            tonic, minor = drawn % 12, drawn >= 12
+        if request.metre is None:
+            metre = lead.metres[_draw_index(rep.metre_counts, seed, 2)] if lead.metres else (4, 4)
+        undo = rep.shift_to_key(tonic, minor)
+        like = Melody((), metre, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
-    primer_tokens = encode(context) if context is not None else []
-    samples = sample(mixture, steps=steps, steps_per_bar=spb, candidates=request.candidates,
-                     rng=np.random.default_rng(seed), temperature=request.temperature, top_p=request.top_p,
-                     primer=primer_tokens, cadence_from=steps - spb)
-    melodies = [decode(primer_tokens + row.tolist(), like) for row in samples.tokens]
-    best = int(np.argmax(candidate_scores(melodies, samples.log_likelihood)))
-    (tonic,), (minor,) = estimate_keys(np.array([melodies[best].events]))
-    melody = melodies[best].replace(events=_shift_back(np.array(melodies[best].events), -shift),
-                                    key=key_name((tonic - shift) % 12, bool(minor)))
-    return Composition(melody, request, mix, seed, len(primer_tokens), float(samples.log_likelihood[best]))
+    controls = [models[name].info.representation.control(metre, minor) for name in mix]
+    model_key = (NORMAL_TONIC[minor], minor) if rep.key_policy == "normalise" else None
+    samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
+                     rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
+                     top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key)
+    in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
+    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, model_key)))
+    melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
+    if rep.key_policy != "normalise":
+        # Keys as written: the model chose one; move it to the one asked for, if any.
+        (found,), (minor,) = estimate_keys(np.array([melody.events]))
+        if request.key is not None and request.primer is None:
+            melody = rep.decode(primer_ids + samples.tokens[best].tolist(),
+                                Undo(int((tonic - found + 6) % 12 - 6)), like)
+        else:
+            tonic = found
+    melody = melody.replace(key=key_name(int(tonic), bool(minor)))
+    return Composition(melody, request, mix, seed, len(primer_ids), float(samples.log_likelihood[best]))

@@ -12,10 +12,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from composer.encoding import fit_range
 from composer.errors import ComposerError, MidiError
 from composer.extract import Note, Voice, melody_from_midi, melody_from_voices
 from composer.melody import Melody
+from composer.representation import Representation
 from composer.styles import BUILTIN_STYLES
 
 CACHE_VERSION = 1
@@ -66,7 +66,7 @@ def _score_melodies(path: str, all_parts: bool) -> tuple[list[dict], Counter]:
             except Exception as exc:  # a malformed tune must not stop the build
                 skipped[f"unreadable ({type(exc).__name__})"] += 1
                 continue
-            fitted = fit_range(melody)
+            fitted = _in_range(melody)
             if fitted is None:
                 skipped["range too wide"] += 1
             elif len(fitted.pitches()) < 8:
@@ -74,6 +74,16 @@ def _score_melodies(path: str, all_parts: bool) -> tuple[list[dict], Counter]:
             else:
                 out.append(asdict(fitted))
     return out, skipped
+
+
+def _in_range(melody: Melody) -> Melody | None:
+    """The melody moved by octaves into the models' range; None if it spans more than the range (such a
+    melody would be folded note by note, which teaches leaps that are not in the music)."""
+    rep = Representation()
+    pitches = melody.pitches()
+    if pitches and max(pitches) - min(pitches) > rep.high_pitch - rep.low_pitch:
+        return None
+    return rep.fold(melody)
 
 
 def _part_melody(part) -> Melody:
@@ -144,7 +154,7 @@ def build_midi_dir_corpus(folder: Path, cache_dir: Path, name: str) -> tuple[lis
     melodies: list[dict] = []
     for i, path in enumerate(files, 1):
         try:
-            fitted = fit_range(melody_from_midi(path))
+            fitted = _in_range(melody_from_midi(path))
         except MidiError as exc:
             report.skipped[exc.code] += 1
             continue

@@ -1,16 +1,16 @@
-"""Splitting melodies by piece, transposition augmentation, and padded training batches."""
+"""Splitting melodies by tune, repeating or transposing them for an epoch, and padded training batches."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
-from composer.encoding import HIGH_PITCH, LOW_PITCH, PAD, fit_range, training_pair
-from composer.keys import normalising_shift
 from composer.melody import Melody
+from composer.representation import PAD, Example, Representation
 
 #: Long pieces are cut at bar lines into chunks of at most this many steps.
 MAX_CHUNK_STEPS = 512
@@ -24,14 +24,30 @@ class Split:
     test: list[Melody]
 
 
+#: Pieces whose first this-many notes move by the same intervals count as one tune for the split.
+TUNE_SIGNATURE_NOTES = 10
+
+
+def tune_signature(melody: Melody) -> tuple[int, ...]:
+    """What identical and near-identical tunes share: the intervals between their first notes (so a
+    chorale tune harmonised twice, or a folk song in two keys, is one tune)."""
+    pitches = melody.pitches()[:TUNE_SIGNATURE_NOTES]
+    return tuple(b - a for a, b in pairwise(pitches))
+
+
 def split_pieces(melodies: list[Melody], seed: int = SPLIT_SEED) -> Split:
-    """80/10/10 split by piece (never by window), fixed seed."""
-    order = list(range(len(melodies)))
+    """80/10/10 split by tune (never by window, and every piece of one tune on the same side), fixed seed."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, melody in enumerate(melodies):
+        groups.setdefault(tune_signature(melody), []).append(i)
+    order = list(groups.values())
     random.Random(seed).shuffle(order)
-    n_val = max(1, len(order) // 10)
-    n_test = max(1, len(order) // 10)
-    pick = [melodies[i] for i in order]
-    return Split(pick[n_val + n_test :], pick[:n_val], pick[n_val : n_val + n_test])
+    n_val = max(1, len(melodies) // 10)
+    parts: list[list[Melody]] = [[], [], []]
+    for group in order:
+        side = 1 if len(parts[1]) < n_val else 2 if len(parts[2]) < n_val else 0
+        parts[side] += [melodies[i] for i in group]
+    return Split(parts[0], parts[1], parts[2])
 
 
 def chunks(melody: Melody, max_steps: int = MAX_CHUNK_STEPS) -> list[Melody]:
@@ -46,89 +62,73 @@ def chunks(melody: Melody, max_steps: int = MAX_CHUNK_STEPS) -> list[Melody]:
     return out
 
 
-def transpositions(melody: Melody, count: int, rng: random.Random) -> list[Melody]:
-    """The melody plus up to ``count`` random transpositions (-6..+6 semitones) that stay in range."""
-    pitches = melody.pitches()
-    low, high = min(pitches), max(pitches)
-    shifts = [s for s in range(-6, 7) if s and low + s >= LOW_PITCH and high + s <= HIGH_PITCH]
-    return [melody] + [melody.transposed(s) for s in rng.sample(shifts, min(count, len(shifts)))]
+def examples(rep: Representation, melodies: list[Melody]) -> list[Example]:
+    return [e for m in melodies for e in rep.examples(m, MAX_CHUNK_STEPS)]
 
 
-def in_c(melody: Melody) -> tuple[Melody, int]:
-    """The melody moved to C major or A minor (by its estimated key, within the models' range), and
-    the semitones it moved."""
-    shift = normalising_shift(np.array(melody.events))
-    moved = fit_range(melody.transposed(shift))
-    if moved is None:
-        raise ValueError("the melody spans more than the models' range")
-    return moved, moved.pitches()[0] - melody.pitches()[0]
+def token_sequences(rep: Representation, melodies: list[Melody]) -> list[list[int]]:
+    """The scored target id lists (ids, then END where the piece ends) of each melody's chunks."""
+    return [e.targets[e.weights > 0].tolist() for e in examples(rep, melodies)]
 
 
-def token_sequences(melodies: list[Melody]) -> list[list[int]]:
-    """The target token lists (tokens + END) of each melody's chunks, as the models are scored on."""
-    return [training_pair(c)[2].tolist() for m in melodies for c in chunks(m)]
+Batch = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]
 
 
-def batches(
-    melodies: list[Melody], batch_size: int, rng: random.Random | None = None, multiple: int = 32
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Padded ``(tokens, positions, targets, weights)`` batches, grouped by length to waste little."""
-    pairs = [training_pair(c) for m in melodies for c in chunks(m)]
-    pairs.sort(key=lambda p: len(p[0]))
+def batches(rep: Representation, melodies: list[Melody], batch_size: int, multiple: int = 32) -> list[Batch]:
+    """Padded ``((tokens, positions, bars_left, control), targets, weights)`` batches, grouped by length."""
+    items = examples(rep, melodies)
+    items.sort(key=lambda e: len(e.tokens))
     out = []
-    for i in range(0, len(pairs), batch_size):
-        group = pairs[i : i + batch_size]
-        steps = -(-max(len(p[0]) for p in group) // multiple) * multiple
+    for i in range(0, len(items), batch_size):
+        group = items[i : i + batch_size]
+        steps = -(-max(len(e.tokens) for e in group) // multiple) * multiple
         tokens = np.full((len(group), steps), PAD, np.int32)
         positions = np.zeros((len(group), steps), np.int32)
+        left = np.zeros((len(group), steps), np.int32)
+        control = np.zeros((len(group), steps), np.int32)
         targets = np.full((len(group), steps), PAD, np.int32)
-        for row, (x, pos, y) in enumerate(group):
-            tokens[row, : len(x)] = x
-            positions[row, : len(x)] = pos
-            targets[row, : len(y)] = y
-        out.append((tokens, positions, targets, (targets != PAD).astype(np.float32)))
-    if rng is not None:
-        rng.shuffle(out)
+        weights = np.zeros((len(group), steps), np.float32)
+        for row, e in enumerate(group):
+            n = len(e.tokens)
+            tokens[row, :n], positions[row, :n], left[row, :n] = e.tokens, e.positions, e.bars_left
+            control[row, :n], targets[row, :n], weights[row, :n] = e.control, e.targets, e.weights
+        out.append(((tokens, positions, left, control), targets, weights))
     return out
 
 
 @dataclass
 class PreparedData:
-    """A style's split and its augmented training set, reproducible from the seed."""
+    """A style's representation, split and training set, reproducible from the seed."""
 
+    rep: Representation
     split: Split
     augmented: list[Melody]
+    #: Random transpositions per piece (key policy "written" only; "normalise" needs none).
     transpositions_per_piece: int
-    #: With keys normalised: how many pieces were moved by each shift 0..11 (mod 12), else None.
-    key_shifts: list[int] | None = None
 
 
 def prepare(melodies: list[Melody], target_tokens: int, seed: int,
-            normalise_keys: bool = False) -> PreparedData:
-    """Split by piece, then augment the training pieces to about ``target_tokens`` an epoch.
-
-    Each piece gets ``k`` random transpositions and is itself repeated ``k`` times, so half of an
-    epoch keeps the corpus's own keys (the test split is in them) and half teaches other keys. With
-    ``normalise_keys`` every piece (test split included) is moved to C major or A minor instead and
-    repeated ``2k`` times: the model then need not work out the key, and the sampler moves its melodies
-    to a key drawn from ``key_shifts``.
-    """
-    key_shifts = None
-    if normalise_keys:
-        moved = [in_c(m) for m in melodies]
-        melodies = [m for m, _ in moved]
-        key_shifts = np.bincount([shift % 12 for _, shift in moved], minlength=12).tolist()
+            key_policy: str = "normalise") -> PreparedData:
+    """The corpus's representation; a split by tune; the training pieces repeated (and, with keys as
+    written, transposed at random) to about ``target_tokens`` steps an epoch."""
+    rep = Representation.for_corpus(melodies, key_policy)
     split = split_pieces(melodies)
     rng = random.Random(seed)
     train_tokens = sum(m.n_steps + 1 for m in split.train)
-    per_piece = int(np.clip(round(target_tokens / max(2 * train_tokens, 1)), 0, 6))
+    per_piece = int(np.clip(round(target_tokens / max(train_tokens, 1)), 1, 12))
     augmented = []
     for melody in split.train:
-        if normalise_keys:
-            augmented += [melody] * max(2 * per_piece, 1)
+        if key_policy == "normalise":
+            augmented += [melody] * per_piece
         else:
-            augmented += [melody] * max(per_piece - 1, 0) + transpositions(melody, per_piece, rng)
-    return PreparedData(split, augmented, 0 if normalise_keys else per_piece, key_shifts)
+            augmented += [melody, *transpositions(melody, per_piece - 1, rng)]
+    return PreparedData(rep, split, augmented, 0 if key_policy == "normalise" else per_piece - 1)
+
+
+def transpositions(melody: Melody, count: int, rng: random.Random) -> list[Melody]:
+    """Up to ``count`` random transpositions (-6..+6 semitones) of the melody."""
+    shifts = [s for s in range(-6, 7) if s]
+    return [melody.transposed(s) for s in rng.sample(shifts, min(count, len(shifts)))]
 
 
 def save_melodies(path: Path, melodies: list[Melody]) -> None:

@@ -13,34 +13,58 @@ import numpy as np
 
 from composer.corpus import CorpusReport
 from composer.dataset import PreparedData, batches, save_melodies, token_sequences
-from composer.encoding import VOCAB_SIZE
 from composer.lstm import LstmModel, log_softmax
 from composer.melody import Melody
-from composer.ngram import NGramModel
+from composer.ngram import (
+    NGramModel,
+    ltm_stm_nll,
+    ngram_pitch_cross_entropy_bits,
+    pitch_cross_entropy_bits,
+    tune_ltm_stm,
+)
+from composer.representation import FIRST_PITCH_ID, Representation
 
 TEST_SPLIT_FILE = "test_split.npz"
 
 
-def sequence_nll(model: LstmModel, melodies: list[Melody], batch_size: int = 64) -> float:
-    """Mean negative log-likelihood per target token (nats) of the numpy model."""
+def model_scores(model: LstmModel, rep: Representation, melodies: list[Melody],
+                 batch_size: int = 64) -> tuple[float, float]:
+    """The numpy model's mean negative log-likelihood per target step (nats), and its pitch cross-entropy
+    at note onsets (bits per note, Pearce 2005)."""
     total, count = 0.0, 0
-    for tokens, positions, targets, weights in batches(melodies, batch_size):
-        logp = log_softmax(model.forward(tokens, positions))
+    onset_bits, onsets = 0.0, 0
+    pitch_ids = np.arange(FIRST_PITCH_ID, rep.vocab_size)
+    for inputs, targets, weights in batches(rep, melodies, batch_size):
+        logp = log_softmax(model.forward(inputs))
         picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
         total -= float((picked * weights).sum())
         count += int(weights.sum())
-    return total / max(count, 1)
+        n = int(((targets >= FIRST_PITCH_ID) & (weights > 0)).sum())
+        if n:
+            onset_bits += n * pitch_cross_entropy_bits(logp, targets, pitch_ids, weights)
+            onsets += n
+    return total / max(count, 1), onset_bits / max(onsets, 1)
 
 
-def ngram_baseline(data: PreparedData) -> dict:
-    """The best smoothed n-gram (order 3..6, discount, original or augmented training data) by
-    validation NLL, and its test NLL."""
-    split = data.split
-    val_seqs, test_seqs = token_sequences(split.validation), token_sequences(split.test)
+def sequence_nll(model: LstmModel, rep: Representation, melodies: list[Melody],
+                 batch_size: int = 64) -> float:
+    """Mean negative log-likelihood per target step (nats) of the numpy model."""
+    return model_scores(model, rep, melodies, batch_size)[0]
+
+
+def ngram_baselines(data: PreparedData) -> dict:
+    """The best smoothed n-gram (order 3..6 and discount by validation NLL) as the long-term model, alone
+    and with a short-term model of the piece so far (IDyOM's LTM+STM, its combination tuned on
+    validation): test NLL (nats per step) and pitch cross-entropy (bits per note) of each."""
+    split, rep = data.split, data.rep
+    val_seqs, test_seqs = token_sequences(rep, split.validation), token_sequences(rep, split.test)
     best: dict | None = None
     best_model: NGramModel | None = None
-    for name, melodies in (("original keys", split.train), ("augmented", data.augmented)):
-        full = NGramModel(6, VOCAB_SIZE).fit(token_sequences(melodies))
+    sources = [("training split", split.train)]
+    if data.transpositions_per_piece:
+        sources.append(("augmented", data.augmented))
+    for name, melodies in sources:
+        full = NGramModel(6, rep.vocab_size).fit(token_sequences(rep, melodies))
         for order in (3, 4, 5, 6):
             for discount in (0.6, 0.75, 0.9):
                 model = full.with_order(order, discount)
@@ -49,9 +73,18 @@ def ngram_baseline(data: PreparedData) -> dict:
                     best = {"order": order, "discount": discount, "data": name, "validation_nll": val}
                     best_model = model
     assert best is not None and best_model is not None
-    best["validation_nll"] = round(best["validation_nll"], 4)
-    best["test_nll"] = best_model.nll(test_seqs)
-    return best
+    pitch_ids = np.arange(FIRST_PITCH_ID, rep.vocab_size)
+    stm = tune_ltm_stm(best_model, val_seqs)
+    stm_options = {k: v for k, v in stm.items() if k != "validation_nll"}
+    return {
+        "ngram": {**best, "validation_nll": round(best["validation_nll"], 4)},
+        "ngram_test_nll": round(best_model.nll(test_seqs), 4),
+        "ngram_pitch_bits": round(ngram_pitch_cross_entropy_bits(best_model, test_seqs, pitch_ids), 3),
+        "ltm_stm": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stm.items()},
+        "ltm_stm_test_nll": round(ltm_stm_nll(best_model, test_seqs, **stm_options), 4),
+        "ltm_stm_pitch_bits": round(ngram_pitch_cross_entropy_bits(best_model, test_seqs, pitch_ids,
+                                                                   **stm_options), 3),
+    }
 
 
 def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, source: str,
@@ -59,9 +92,9 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
     """Score the model in ``model_dir`` on ``data``'s split; write card.json, README.md and the test split."""
     model = LstmModel.load(model_dir)
     meta = json.loads((model_dir / "config.json").read_text())
-    split = data.split
-    baseline = ngram_baseline(data)
-    test_nll = sequence_nll(model, split.test)
+    split, rep = data.split, data.rep
+    baselines = ngram_baselines(data)
+    test_nll, pitch_bits = model_scores(model, rep, split.test)
     save_melodies(model_dir / TEST_SPLIT_FILE, split.test)
     card = {
         "style": meta["style"],
@@ -75,17 +108,18 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
         "tokens": sum(m.n_steps + 1 for m in split.train + split.validation + split.test),
         "train_tokens_per_epoch": sum(m.n_steps + 1 for m in data.augmented),
         "transpositions_per_piece": data.transpositions_per_piece,
-        "keys_normalised": data.key_shifts is not None,
+        "key_policy": rep.key_policy,
+        "metres": {f"{n}/{d}": c for (n, d), c in zip(rep.metres, rep.metre_counts, strict=True)},
         "repeats_per_piece": len(data.augmented) // max(len(split.train), 1),
-        "vocab_size": VOCAB_SIZE,
+        "vocab_size": rep.vocab_size,
         "parameters": model.parameters,
         "size_bytes": (model_dir / "weights.npz").stat().st_size,
         **training,
-        "validation_nll": round(sequence_nll(model, split.validation), 4),
+        "validation_nll": round(sequence_nll(model, rep, split.validation), 4),
         "test_nll": round(test_nll, 4),
-        "ngram_test_nll": round(baseline.pop("test_nll"), 4),
-        "ngram": baseline,
-        "uniform_nll": round(float(np.log(VOCAB_SIZE)), 4),
+        "pitch_bits": round(pitch_bits, 3),
+        **baselines,
+        "uniform_nll": round(float(np.log(rep.vocab_size)), 4),
     }
     (model_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     (model_dir / "README.md").write_text(model_readme(card))
@@ -109,7 +143,7 @@ def model_readme(card: dict) -> str:
 
 
 def _augmentation(card: dict) -> str:
-    if card.get("keys_normalised"):
+    if card.get("key_policy") == "normalise":
         repeats = card["repeats_per_piece"]
         return ("every piece is moved to C major or A minor (by its estimated key) and each training piece "
                 f"used {'once' if repeats == 1 else f'{repeats} times'} an epoch; the sampler moves each "
@@ -119,17 +153,27 @@ def _augmentation(card: dict) -> str:
             "transposed at random (up to 6 semitones)")
 
 
+#: Pearce (2005, IDyOM) pitch cross-entropy, bits per note, on comparable corpora.
+PUBLISHED_PITCH_BITS = {"classical": "2.347 (1.953 multi-feature), Bach chorales",
+                        "folk": "2.106, Essen German children's songs",
+                        "chinese": "2.681, Essen Chinese (Shanxi)"}
+
+
 def nll_table(cards: list[dict]) -> str:
-    header = ("style", "pieces", "params", "train s", "test NLL", "n-gram", "gain")
-    rows = ["{:<12} {:>7} {:>8} {:>8} {:>9} {:>8} {:>6}".format(*header)]
+    """Test NLL (nats per step) against the n-gram and LTM+STM baselines, and pitch cross-entropy at note
+    onsets (bits per note) of each, beside Pearce's published figures."""
+    header = ("style", "pieces", "params", "train s", "LSTM", "n-gram", "LTM+STM", "bits/note", "n-gram",
+              "LTM+STM", "Pearce 2005")
+    rows = ["{:<12} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>10} {:>7} {:>8}  {}".format(*header)]
     for c in cards:
-        gain = 100 * (1 - c["test_nll"] / c["ngram_test_nll"])
-        rows.append(f"{c['style']:<12} {c['pieces']:>7} {c['parameters']:>8} {c['train_seconds']:>8} "
-                    f"{c['test_nll']:>9.4f} {c['ngram_test_nll']:>8.4f} {gain:>5.1f}%")
+        rows.append(f"{c['style']:<12} {c['pieces']:>7} {c['parameters']:>8} {c['train_seconds']:>7} "
+                    f"{c['test_nll']:>7.4f} {c['ngram_test_nll']:>7.4f} {c.get('ltm_stm_test_nll', 0):>8.4f} "
+                    f"{c.get('pitch_bits', 0):>10.3f} {c.get('ngram_pitch_bits', 0):>7.3f} "
+                    f"{c.get('ltm_stm_pitch_bits', 0):>8.3f}  {PUBLISHED_PITCH_BITS.get(c['style'], '')}")
     return "\n".join(rows)
 
 
-TRAINING_KEYS = ("architecture", "epochs", "train_seconds", "machine", "options", "command")
+TRAINING_KEYS = ("architecture", "epochs", "train_seconds", "machine", "recipe", "command")
 
 
 def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
@@ -147,9 +191,8 @@ def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
             cards.append(old)
             continue
         melodies, report = build_style_corpus(style, cache_dir)
-        options = old["options"]
-        data = prepare(melodies, options["target_tokens"], options["seed"],
-                       options.get("normalise_keys", False))
+        recipe = old["recipe"]
+        data = prepare(melodies, recipe["target_tokens"], recipe["seed"], recipe["key_policy"])
         training = {k: old[k] for k in TRAINING_KEYS}
         cards.append(score_model(card_path.parent, data, report, old["source"], training))
     return cards
@@ -160,7 +203,7 @@ def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tup
     (cut to the same length), and the ceiling (two halves of the test split). A style trained with keys
     normalised has its test split in C major / A minor, so its melodies are compared there too."""
     from composer.compose import ComposeRequest, compose
-    from composer.dataset import chunks, in_c, load_melodies
+    from composer.dataset import chunks, load_melodies
     from composer.features import feature_overlaps, overlap_ceiling
     from composer.model_store import ModelLibrary
 
@@ -171,8 +214,10 @@ def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tup
         real = [c for m in test for c in chunks(m, bars * m.steps_per_bar)]
         generated = [compose(ComposeRequest(info.name, bars=bars, seed=seed), library).melody
                      for seed in range(count)]
-        if info.key_shifts:
-            generated = [in_c(m)[0] for m in generated]
+        rep = info.representation
+        if rep.key_policy == "normalise":
+            generated = [rep.normalise(m)[0] for m in generated]
+            real = [rep.normalise(m)[0] for m in real]
         rows.append((info.name, feature_overlaps(generated, real), overlap_ceiling(real)))
     return rows
 

@@ -5,7 +5,10 @@ the top line where notes overlap, quantise to the step grid, keep tempo and time
 
 MIDI files come from strangers, so the reader is a small Standard MIDI File parser of its own
 rather than mido's: it walks the bytes once without building message objects, so time and memory
-are linear in the (bounded) file size, and every malformed input ends in a ``MidiError``.
+are linear in the (bounded) file size, and every malformed input ends in a ``MidiError``. Notes are
+kept in flat arrays (17 bytes a note), not objects, and notes still sounding are tracked for the
+current track only (a note never ends in another track), so a file of the largest size holds a few
+tens of MB at most, whatever it contains.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import os
 import stat
 import struct
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +77,8 @@ def _melody_from_bytes(data: bytes) -> Melody:
         data = _unwrap_rmid(data)
     if not data.startswith(b"MThd"):
         raise MidiError("not a MIDI file (no MThd header)", "not_midi")
-    voices, tempo, time_signature = _read_smf(data)
-    return melody_from_voices(voices, tempo, time_signature)
+    voices, tempo, time_signature, pickup = _read_smf(data)
+    return _melody(voices, tempo, time_signature, pickup)
 
 
 def _read_source(source: bytes | bytearray | memoryview | str | Path) -> bytes:
@@ -108,6 +112,15 @@ def _unwrap_rmid(data: bytes) -> bytes:
 
 
 @dataclass
+class _Notes:
+    """One voice's notes as the reader collects them: pitch, start and end tick, in flat arrays."""
+
+    pitch: array = field(default_factory=lambda: array("B"))
+    start: array = field(default_factory=lambda: array("q"))
+    end: array = field(default_factory=lambda: array("q"))
+
+
+@dataclass
 class _Collected:
     """What the reader keeps while it walks the tracks."""
 
@@ -116,15 +129,35 @@ class _Collected:
     tempo_bpm: float | None = None
     time_signature: tuple[int, int] | None = None
     note_ons: int = 0
-    # Start ticks of sounding notes per (track, channel, pitch), oldest first.
-    open_notes: dict[tuple[int, int, int], deque[int]] = field(default_factory=dict)
-    notes: dict[tuple[int, int], list[Note]] = field(default_factory=dict)
+    # Tick of the first time signature, and (tick, signature) of a second one: a short first bar
+    # followed by the real metre is how MIDI files write an anacrusis.
+    first_signature_tick: int = 0
+    second_signature: tuple[int, tuple[int, int]] | None = None
+    notes: dict[tuple[int, int], _Notes] = field(default_factory=dict)
     # The first program change of each (track, channel).
     programs: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
-def _read_smf(data: bytes) -> tuple[list[Voice], float, tuple[int, int]]:
-    """Voices, tempo and time signature of a Standard MIDI File, in one pass over its bytes."""
+@dataclass(frozen=True)
+class _Voice:
+    """A voice as arrays: pitches, and start and end in quarter notes, sorted by start."""
+
+    pitch: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    is_drum: bool = False
+    program: int = 0
+
+    @classmethod
+    def of(cls, voice: Voice) -> _Voice:
+        notes = sorted(voice.notes, key=lambda n: n.start)
+        return cls(np.array([n.pitch for n in notes], dtype=np.int64), np.array([n.start for n in notes]),
+                   np.array([n.end for n in notes]), voice.is_drum, voice.program)
+
+
+def _read_smf(data: bytes) -> tuple[list[_Voice], float, tuple[int, int], int]:
+    """Voices, tempo, time signature and anacrusis (steps before the first full bar, 0 if none) of a
+    Standard MIDI File, in one pass over its bytes."""
     if len(data) < 14:
         raise MidiError("the MIDI header is cut short", "corrupt")
     header_size = struct.unpack_from(">I", data, 4)[0]
@@ -150,19 +183,34 @@ def _read_smf(data: bytes) -> tuple[list[Voice], float, tuple[int, int]]:
         if data[start - 8 : start - 4] == b"MTrk":  # other chunk kinds are skipped, as the standard says
             _read_track(data, start, pos, track, got)
             track += 1
-    voices = [
-        Voice(sorted(ns, key=lambda n: n.start), is_drum=channel == 9,
-              program=got.programs.get((t, channel), 0))
-        for (t, channel), ns in got.notes.items()
-    ]
+    voices = []
+    for (t, channel), notes in got.notes.items():
+        start = np.frombuffer(notes.start, dtype=np.int64)
+        order = np.argsort(start, kind="stable")
+        voices.append(_Voice(
+            np.frombuffer(notes.pitch, dtype=np.uint8)[order].astype(np.int64),
+            start[order] / got.ticks_per_quarter,
+            np.frombuffer(notes.end, dtype=np.int64)[order] / got.ticks_per_quarter,
+            is_drum=channel == 9, program=got.programs.get((t, channel), 0),
+        ))
+    got.notes.clear()
     bpm = got.tempo_bpm if got.tempo_bpm is not None and 20.0 <= got.tempo_bpm <= 400.0 else 120.0
-    return voices, bpm, got.time_signature or (4, 4)
+    pickup = 0
+    if got.second_signature is not None:
+        tick, signature = got.second_signature
+        steps = round(tick * STEPS_PER_QUARTER / division)
+        if supported_time_signature(signature) and 0 < steps < Melody((), signature).steps_per_bar:
+            got.time_signature, pickup = signature, steps
+    return voices, bpm, got.time_signature or (4, 4), pickup
 
 
 def _read_track(data: bytes, pos: int, end: int, track: int, got: _Collected) -> None:
     """Read the events in ``data[pos:end]`` into ``got``; stop at End of Track or past the step limit."""
     tick = 0
     running = 0  # running status: the last channel status byte
+    # Start ticks of this track's sounding notes per (channel << 7 | pitch), oldest first; a note never
+    # ends in another track, so what is left at the end of the track is dropped with it.
+    sounding: dict[int, deque[int]] = {}
     while pos < end:
         delta = data[pos]
         if delta < 0x80:
@@ -204,8 +252,12 @@ def _read_track(data: bytes, pos: int, end: int, track: int, got: _Collected) ->
                 micros = int.from_bytes(data[pos - length : pos - length + 3], "big")
                 if micros:
                     got.tempo_bpm = 60_000_000 / micros
-            elif kind == 0x58 and length >= 2 and got.time_signature is None:
-                got.time_signature = (data[pos - length], 1 << data[pos - length + 1])
+            elif kind == 0x58 and length >= 2:
+                signature = (data[pos - length], 1 << min(data[pos - length + 1], 6))
+                if got.time_signature is None:
+                    got.time_signature, got.first_signature_tick = signature, tick
+                elif got.second_signature is None and tick > got.first_signature_tick == 0:
+                    got.second_signature = (tick, signature)
             continue
         kind = status & 0xF0
         size = 1 if kind in (0xC0, 0xD0) else 2
@@ -228,15 +280,18 @@ def _read_track(data: bytes, pos: int, end: int, track: int, got: _Collected) ->
             got.note_ons += 1
             if got.note_ons > MAX_NOTES:
                 raise MidiError(f"more than {MAX_NOTES} notes", "too_long")
-            got.open_notes.setdefault((track, channel, first), deque()).append(tick)
+            sounding.setdefault(channel << 7 | first, deque()).append(tick)
         else:
-            starts = got.open_notes.get((track, channel, first))
+            starts = sounding.get(channel << 7 | first)
             if starts:
                 start = starts.popleft()
                 if tick > start:
-                    got.notes.setdefault((track, channel), []).append(
-                        Note(first, start / got.ticks_per_quarter, tick / got.ticks_per_quarter)
-                    )
+                    notes = got.notes.get((track, channel))
+                    if notes is None:
+                        notes = got.notes[track, channel] = _Notes()
+                    notes.pitch.append(first)
+                    notes.start.append(start)
+                    notes.end.append(tick)
 
 
 def _varlen(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -262,31 +317,43 @@ def supported_time_signature(ts: tuple[int, int]) -> bool:
 
 def choose_voice(voices: list[Voice]) -> Voice:
     """The melodic voice: no drums; favour high register, monophony and enough notes."""
-    if not any(v.notes for v in voices):
+    return voices[_choose([_Voice.of(v) for v in voices])]
+
+
+def _choose(voices: list[_Voice]) -> int:
+    """The index of the melodic voice (see ``choose_voice``)."""
+    if not any(len(v.pitch) for v in voices):
         raise MidiError("the file has no notes", "no_notes")
-    melodic = [v for v in voices if v.notes and not v.is_drum]
+    melodic = [i for i, v in enumerate(voices) if len(v.pitch) and not v.is_drum]
     if not melodic:
         raise MidiError("the file has only drums", "drums_only")
 
-    def score(v: Voice) -> float:
-        pitches = np.array([n.pitch for n in v.notes], dtype=float)
-        starts = np.array([n.start for n in v.notes])
-        ends = np.array([n.end for n in v.notes])
-        overlap = float(np.mean(starts[1:] < ends[:-1] - 1e-6)) if len(v.notes) > 1 else 0.0
-        return float(np.mean(pitches)) + 12.0 * (1.0 - overlap) + 4.0 * math.log(len(v.notes))
+    def score(i: int) -> float:
+        v = voices[i]
+        overlap = float(np.mean(v.start[1:] < v.end[:-1] - 1e-6)) if len(v.pitch) > 1 else 0.0
+        return float(np.mean(v.pitch.astype(float))) + 12.0 * (1.0 - overlap) + 4.0 * math.log(len(v.pitch))
 
     return max(melodic, key=score)
 
 
 def melody_from_voices(
-    voices: list[Voice], tempo_bpm: float = 120.0, time_signature: tuple[int, int] = (4, 4)
+    voices: list[Voice], tempo_bpm: float = 120.0, time_signature: tuple[int, int] = (4, 4), pickup: int = 0
 ) -> Melody:
-    """Choose the melodic voice, take its top line, quantise; raise ``MidiError`` if nothing is left."""
-    voice = choose_voice(voices)
+    """Choose the melodic voice, take its top line, quantise; raise ``MidiError`` if nothing is left.
+
+    ``pickup``: steps of an anacrusis before the first bar line (the first bar is then that short)."""
+    return _melody([_Voice.of(v) for v in voices], tempo_bpm, time_signature, pickup)
+
+
+def _melody(voices: list[_Voice], tempo_bpm: float, time_signature: tuple[int, int],
+            pickup: int = 0) -> Melody:
+    voice = voices[_choose(voices)]
     if not supported_time_signature(time_signature):
-        time_signature = (4, 4)
-    events = skyline(voice.notes)
+        time_signature, pickup = (4, 4), 0
+    events = _skyline(voice.pitch, voice.start, voice.end)
     steps_per_bar = STEPS_PER_QUARTER * 4 * time_signature[0] // time_signature[1]
+    if 0 < pickup < steps_per_bar:  # the anacrusis ends the first (full, silent at first) bar
+        events = [REST] * (steps_per_bar - pickup) + events
     first = next(i for i, e in enumerate(events) if e >= 0)
     events = events[(first // steps_per_bar) * steps_per_bar :]
     events = canonical(events + [REST] * (-len(events) % steps_per_bar))
@@ -300,11 +367,15 @@ def skyline(notes: list[Note]) -> list[int]:
 
     Work is linear in the number of notes plus (distinct pitches x steps), whatever the note lengths.
     """
-    if not notes:
+    return _skyline(np.array([n.pitch for n in notes], dtype=np.int64), np.array([n.start for n in notes]),
+                    np.array([n.end for n in notes]))
+
+
+def _skyline(pitch: np.ndarray, start_quarters: np.ndarray, end_quarters: np.ndarray) -> list[int]:
+    if not len(pitch):
         raise MidiError("the file has no notes", "no_notes")
-    pitch = np.array([n.pitch for n in notes], dtype=np.int64)
-    start = np.rint(np.array([n.start for n in notes]) * STEPS_PER_QUARTER).astype(np.int64).clip(0)
-    end = np.rint(np.array([n.end for n in notes]) * STEPS_PER_QUARTER).astype(np.int64)
+    start = np.rint(start_quarters * STEPS_PER_QUARTER).astype(np.int64).clip(0)
+    end = np.rint(end_quarters * STEPS_PER_QUARTER).astype(np.int64)
     end = np.maximum(start + 1, end)
     n_steps = int(end.max())
     if n_steps > MAX_STEPS * 4:

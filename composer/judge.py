@@ -23,8 +23,10 @@ REPEAT_COST = 0.1
 STILL_COST = 0.5
 SPAN_COST = 0.05
 LEAP_COST = 0.1
-#: The first note coming only after a whole bar of silence.
+#: More than a beat of silence before the first note (an anacrusis is not silence).
 LATE_START_COST = 0.5
+#: The last note struck off the bar's strong beats.
+WEAK_ENDING_COST = 0.1
 #: Ending on the third or fifth instead of the tonic; ending anywhere else.
 NEAR_ENDING_COST, BAD_ENDING_COST = 0.15, 0.5
 
@@ -45,7 +47,7 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
         return NO_NOTES
     pitches = [pitch for pitch, _, _ in notes]
     penalty = REPEAT_COST * max(0, longest_repeat(pitches) - MAX_REPEATS)
-    if notes[0][1] >= melody.steps_per_bar:
+    if melody.leading_rest_steps > melody.beat_steps:
         penalty += LATE_START_COST
     onsets = [0] + [start for _, start, _ in notes] + [melody.n_steps]
     longest_still = max(b - a for a, b in pairwise(onsets))
@@ -57,12 +59,26 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
     last = pitches[-1] % 12
     if last != home:
         penalty += NEAR_ENDING_COST if last in (third, fifth) else BAD_ENDING_COST
+    if not on_strong_beat(melody, notes[-1][1]):
+        penalty += WEAK_ENDING_COST
     return penalty
 
 
-def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:
-    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty
-    in its own estimated key. Melodies of one length."""
-    tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
+def on_strong_beat(melody: Melody, step: int) -> bool:
+    """Whether ``step`` falls on the bar line, or on the middle of a bar of an even number of beats."""
+    spb, beat = melody.steps_per_bar, melody.beat_steps
+    position = step % spb
+    beats = max(1, spb // beat)
+    return position == 0 or (beats % 2 == 0 and position == spb // 2)
+
+
+def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray,
+                     key: tuple[int, bool] | None = None) -> np.ndarray:
+    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty in
+    ``key`` (tonic pitch class, minor), or in its own estimated key. Melodies of one length."""
+    if key is not None:
+        tonics, minors = [key[0]] * len(melodies), [key[1]] * len(melodies)
+    else:
+        tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
     penalties = [sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)]
     return np.asarray(log_likelihood, float) - penalties

@@ -4,34 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from composer.lstm import ModelConfig
+from composer.lstm import INPUTS, ModelConfig
 
 
 def build_keras_model(config: ModelConfig, training_dropout: bool = True):
-    """Token + bar-position embeddings -> stacked LSTM -> logits over the vocabulary."""
+    """Embeddings of the four inputs (previous token with its held pitch, bar position, bars left,
+    metre and mode) -> stacked LSTM -> logits over the target ids."""
     import keras
 
-    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    positions = keras.Input(shape=(None,), dtype="int32", name="positions")
+    inputs = [keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUTS]
+    sizes = config.input_sizes()
+    widths = config.embedding_widths()
     x = keras.layers.Concatenate()([
-        keras.layers.Embedding(config.vocab_size, config.token_embedding, name="token_embedding")(tokens),
-        keras.layers.Embedding(config.max_positions, config.position_embedding,
-                               name="position_embedding")(positions),
+        keras.layers.Embedding(size, width, name=f"{name}_embedding")(tensor)
+        for name, tensor, size, width in zip(INPUTS, inputs, sizes, widths, strict=True)
     ])
     for i in range(config.layers):
         x = keras.layers.LSTM(config.units, return_sequences=True, name=f"lstm{i}")(x)
         if training_dropout and config.dropout:
             x = keras.layers.Dropout(config.dropout)(x)
     logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
-    return keras.Model([tokens, positions], logits)
+    return keras.Model(inputs, logits)
 
 
 def export_weights(model) -> dict[str, np.ndarray]:
     """The arrays ``composer.lstm.LstmModel`` reads, by name."""
-    out = {
-        "token_embedding": model.get_layer("token_embedding").get_weights()[0],
-        "position_embedding": model.get_layer("position_embedding").get_weights()[0],
-    }
+    out = {f"{name}_embedding": model.get_layer(f"{name}_embedding").get_weights()[0] for name in INPUTS}
     i = 0
     while True:
         try:
@@ -46,8 +44,8 @@ def export_weights(model) -> dict[str, np.ndarray]:
 
 def load_weights(model, weights: dict[str, np.ndarray]) -> None:
     """Put exported arrays back into a Keras model built from the same config."""
-    model.get_layer("token_embedding").set_weights([weights["token_embedding"]])
-    model.get_layer("position_embedding").set_weights([weights["position_embedding"]])
+    for name in INPUTS:
+        model.get_layer(f"{name}_embedding").set_weights([weights[f"{name}_embedding"]])
     i = 0
     while f"lstm{i}_kernel" in weights:
         model.get_layer(f"lstm{i}").set_weights(

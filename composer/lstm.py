@@ -1,8 +1,8 @@
 """The trained LSTM in plain numpy: one step at a time with the state carried forward.
 
-Weights come from ``weights.npz`` exported by training. The first layer's input projection is
-folded into lookup tables (token and bar position), so a step costs one gather per input and one
-fused matmul per layer.
+Weights come from ``weights.npz`` exported by training. The first layer's input projection is folded
+into one lookup table per input (token, bar position, bars left, control), so a step costs a few row
+gathers and one fused matmul per layer.
 """
 
 from __future__ import annotations
@@ -13,23 +13,52 @@ from pathlib import Path
 
 import numpy as np
 
+from composer.representation import Representation
+
+#: The model's inputs, in the order of its first layer's kernel rows.
+INPUTS = ("token", "position", "bars_left", "control")
 State = list[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The model's shape: one home for each architecture hyper-parameter."""
+
+    input_vocab: int
     vocab_size: int
     max_positions: int
-    token_embedding: int
-    position_embedding: int
-    units: int
-    layers: int
-    dropout: float = 0.0
+    bars_left: int
+    controls: int
+    token_embedding: int = 48
+    position_embedding: int = 16
+    bars_left_embedding: int = 8
+    control_embedding: int = 8
+    units: int = 160
+    layers: int = 2
+    dropout: float = 0.15
+
+    @classmethod
+    def for_representation(cls, rep: Representation, **shape: object) -> ModelConfig:
+        return cls(rep.input_vocab_size, rep.vocab_size, rep.max_positions, rep.max_bars_left + 1,
+                   rep.controls, **shape)  # type: ignore[arg-type]
+
+    def input_sizes(self) -> tuple[int, int, int, int]:
+        return self.input_vocab, self.max_positions, self.bars_left, self.controls
+
+    def embedding_widths(self) -> tuple[int, int, int, int]:
+        return self.token_embedding, self.position_embedding, self.bars_left_embedding, self.control_embedding
 
     @classmethod
     def load(cls, path: Path) -> ModelConfig:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text())["model"]
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def parameters(self) -> int:
+        n_in = sum(self.embedding_widths())
+        lstm = sum(4 * self.units * (n + self.units + 1) for n in [n_in] + [self.units] * (self.layers - 1))
+        embed = sum(s * w for s, w in zip(self.input_sizes(), self.embedding_widths(), strict=True))
+        return lstm + embed + self.units * self.vocab_size + self.vocab_size
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -37,16 +66,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class LstmModel:
-    """Stacked LSTM language model over melody tokens, conditioned on bar position."""
+    """Stacked LSTM language model over melody tokens with its representation's inputs."""
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray]) -> None:
         self.config = config
-        e = config.token_embedding
         kernel0 = weights["lstm0_kernel"].astype(np.float32)
-        self.token_table = (weights["token_embedding"] @ kernel0[:e] + weights["lstm0_bias"]).astype(
-            np.float32
-        )
-        self.position_table = (weights["position_embedding"] @ kernel0[e:]).astype(np.float32)
+        edges = np.cumsum([0, *config.embedding_widths()])
+        #: Layer 0's input projection per input: ``tables[k][id]`` (the bias is in the token table).
+        self.tables = [
+            (weights[f"{name}_embedding"] @ kernel0[a:b]).astype(np.float32)
+            for name, a, b in zip(INPUTS, edges[:-1], edges[1:], strict=True)
+        ]
+        self.tables[0] += weights["lstm0_bias"].astype(np.float32)
         self.recurrent0 = weights["lstm0_recurrent"].astype(np.float32)
         self.fused = [
             np.concatenate([weights[f"lstm{i}_kernel"], weights[f"lstm{i}_recurrent"]]).astype(np.float32)
@@ -64,11 +95,7 @@ class LstmModel:
 
     @property
     def parameters(self) -> int:
-        c = self.config
-        lstm = sum(4 * c.units * (n_in + c.units + 1) for n_in in
-                   [c.token_embedding + c.position_embedding] + [c.units] * (c.layers - 1))
-        embed = c.vocab_size * c.token_embedding + c.max_positions * c.position_embedding
-        return lstm + embed + c.units * c.vocab_size + c.vocab_size
+        return self.config.parameters
 
     def initial_state(self, batch: int) -> State:
         u = self.config.units
@@ -85,10 +112,10 @@ class LstmModel:
         c = f * c + i * g
         return o * np.tanh(c), c
 
-    def step(self, tokens: np.ndarray, positions: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """Logits ``(batch, vocab)`` for the next token, and the new state."""
+    def step(self, inputs: tuple[np.ndarray, ...], state: State) -> tuple[np.ndarray, State]:
+        """Logits ``(batch, vocab)`` for the next token from the four inputs ``(batch,)``; the new state."""
         h, c = state[0]
-        z = self.token_table[tokens] + self.position_table[positions] + h @ self.recurrent0
+        z = sum(table[ids] for table, ids in zip(self.tables, inputs, strict=True)) + h @ self.recurrent0
         h, c = self._cell(z, c)
         new_state = [(h, c)]
         for layer, (kernel, bias) in enumerate(zip(self.fused, self.biases, strict=True), 1):
@@ -98,13 +125,13 @@ class LstmModel:
             new_state.append((h, c))
         return h @ self.dense_kernel + self.dense_bias, new_state
 
-    def forward(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Logits ``(batch, time, vocab)`` for whole sequences (teacher forcing)."""
-        batch, steps = tokens.shape
+    def forward(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Logits ``(batch, time, vocab)`` for whole sequences (teacher forcing); inputs ``(batch, time)``."""
+        batch, steps = inputs[0].shape
         state = self.initial_state(batch)
         out = np.empty((batch, steps, self.config.vocab_size), np.float32)
         for t in range(steps):
-            out[:, t], state = self.step(tokens[:, t], positions[:, t], state)
+            out[:, t], state = self.step(tuple(x[:, t] for x in inputs), state)
         return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from composer.errors import StyleError
 from composer.lstm import LstmModel
+from composer.representation import Representation
 from composer.sampler import Mixture
 
 #: Environment variable naming the models folder; ``models`` when unset.
@@ -25,23 +26,27 @@ def default_models_dir() -> Path:
 
 @dataclass(frozen=True)
 class StyleInfo:
-    """What ``models/<style>/config.json`` says about a style: its text and sound defaults."""
+    """What ``models/<style>/config.json`` says about a style: its text, sound defaults and representation."""
 
     name: str
     description: str
     program: int
     tempo_bpm: float
-    time_signature: tuple[int, int]
-    #: Trained with keys normalised to C major / A minor: how many corpus pieces were moved by each
-    #: shift 0..11 to get there (the sampler draws its keys from it); None if trained in all keys.
-    key_shifts: tuple[int, ...] | None = None
+    representation: Representation
+
+    @property
+    def time_signature(self) -> tuple[int, int]:
+        """The metre most of the corpus is in."""
+        return self.representation.metres[0] if self.representation.metres else (4, 4)
+
+    @property
+    def metres(self) -> tuple[tuple[int, int], ...]:
+        return self.representation.metres
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> StyleInfo:
-        shifts = config.get("key_shifts")
         return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
-                   float(config.get("tempo_bpm", 120)), tuple(config.get("time_signature", (4, 4))),
-                   tuple(int(n) for n in shifts) if shifts else None)
+                   float(config.get("tempo_bpm", 120)), Representation.from_config(config["representation"]))
 
 
 @dataclass(frozen=True)

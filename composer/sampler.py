@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import threadpoolctl
 
-from composer.encoding import END, FIRST_PITCH_ID, HOLD_ID, LOW_PITCH, REST_ID, START
-from composer.keys import estimate_keys, sounding_pitches, stable_degrees
+from composer.keys import estimate_keys, stable_degrees
 from composer.lstm import LstmModel, ModelConfig
-from composer.melody import HOLD, REST
+from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation
 
 #: Factor on the probability of the tonic, third and fifth as note onsets in the final bar.
 CADENCE_BOOST = 3.0
@@ -41,7 +40,9 @@ class StackedLstm:
     """Several style models with the same shape, stepped together: arrays carry a leading style axis.
 
     Layer ``l`` reads one buffer ``[h of layer l-1 (layer 0: none), own h, 1]``; its kernel has the
-    bias as the last row, and the dense layer reads the top layer's ``[h, 1]``.
+    bias as the last row, and the dense layer reads the top layer's ``[h, 1]``. Layer 0's input
+    projection is a row of the token table (per candidate) plus rows of the position, bars-left and
+    control tables (one per style, shared by the candidates).
     """
 
     def __init__(self, models: Sequence[LstmModel]) -> None:
@@ -51,12 +52,10 @@ class StackedLstm:
         u = self.units = config.units
         self.layers = config.layers
         self.vocab_size = config.vocab_size
-        self.positions = config.max_positions
-        # Layer 0's input projection: one table row per (token, bar position) pair.
-        self.input_table = np.stack([
-            _gates_ifog(m.token_table[:, None, :] + m.position_table[None, :, :], u).reshape(-1, 4 * u)
-            for m in models
-        ])
+        self.max_bars_left = config.bars_left - 1
+        self.token_table, self.position_table, self.left_table, self.control_table = (
+            np.stack([_gates_ifog(m.tables[k], u) for m in models]) for k in range(4)
+        )
         zero_bias = np.zeros(4 * u, np.float32)
         self.kernels = [np.stack([_gates_ifog(_with_bias_row(m.recurrent0, zero_bias), u) for m in models])]
         self.kernels += [
@@ -64,23 +63,31 @@ class StackedLstm:
             for k in range(self.layers - 1)
         ]
         self.dense = np.stack([_with_bias_row(m.dense_kernel, m.dense_bias) for m in models])
+        self._styles = np.arange(len(models))
 
     @property
     def styles(self) -> int:
-        return self.input_table.shape[0]
+        return self.token_table.shape[0]
 
-    def start(self, batch: int) -> LstmState:
-        return LstmState(self.styles, batch, self.units, self.layers, self.vocab_size)
+    def start(self, batch: int, controls: np.ndarray) -> LstmState:
+        """A fresh state for ``batch`` sequences; ``controls[s]`` is style ``s``'s control id."""
+        state = LstmState(self.styles, batch, self.units, self.layers, self.vocab_size)
+        state.control_rows = self.control_table[self._styles, np.asarray(controls)]
+        return state
 
-    def step(self, state: LstmState, tokens: np.ndarray, position: int) -> np.ndarray:
-        """Feed ``tokens[B]`` at bar position ``position``; return logits ``(S, B, V)``; advance ``state``."""
+    def step(self, state: LstmState, tokens: np.ndarray, position: int, bars_left: int) -> np.ndarray:
+        """Feed input ids ``tokens[B]`` for a step at bar position ``position`` with ``bars_left`` bars
+        after its own; return logits ``(S, B, V)``; advance ``state``."""
         u = self.units
         z, tmp = state.z, state.tmp
+        shared = (self.position_table[:, position] + self.left_table[:, min(bars_left, self.max_bars_left)]
+                  + state.control_rows)
         for layer, kernel in enumerate(self.kernels):
             buffer = state.inputs[layer]
             np.matmul(buffer, kernel, out=z)
             if layer == 0:
-                z += self.input_table[:, tokens * self.positions + position]
+                z += self.token_table[:, tokens]
+                z += shared[:, None, :]
             np.tanh(z, out=z)
             sigmoid = z[..., : 3 * u]
             sigmoid *= 0.5
@@ -108,6 +115,7 @@ class LstmState:
         for buffer in self.inputs:
             buffer[..., -1] = 1.0
         self.cells = [np.zeros((*shape, units), np.float32) for _ in range(layers)]
+        self.control_rows = np.zeros((styles, 4 * units), np.float32)
         self._allocate(batch)
 
     def _allocate(self, batch: int) -> None:
@@ -129,24 +137,27 @@ class Mixture:
     def __init__(self, models: Sequence[LstmModel], weights: Sequence[float]) -> None:
         if len(models) != len(weights) or not models:
             raise ValueError("one weight per model, at least one model")
-        if len({m.config.vocab_size for m in models}) != 1:
+        if len({(m.config.vocab_size, m.config.input_vocab) for m in models}) != 1:
             raise ValueError("models of a mixture must share their vocabulary")
         groups: dict[ModelConfig, list[int]] = {}
         for index, model in enumerate(models):
             groups.setdefault(model.config, []).append(index)
         w = np.asarray(weights, np.float32) / float(np.sum(weights))
-        self.stacks = [StackedLstm([models[i] for i in group]) for group in groups.values()]
-        self.weights = [w[group][:, None, None] for group in groups.values()]
+        self.groups = list(groups.values())
+        self.stacks = [StackedLstm([models[i] for i in group]) for group in self.groups]
+        self.weights = [w[group][:, None, None] for group in self.groups]
         self.vocab_size = models[0].config.vocab_size
 
-    def start(self, batch: int) -> list[LstmState]:
-        return [stack.start(batch) for stack in self.stacks]
+    def start(self, batch: int, controls: Sequence[int]) -> list[LstmState]:
+        """Fresh states; ``controls[i]`` is the control id (metre and mode) for model ``i``."""
+        return [stack.start(batch, np.asarray([controls[i] for i in group]))
+                for stack, group in zip(self.stacks, self.groups, strict=True)]
 
-    def step(self, states: list[LstmState], tokens: np.ndarray, position: int) -> np.ndarray:
-        """Feed ``tokens[B]``; return the mixed next-step probabilities ``(B, V)`` (a new array)."""
+    def step(self, states: list[LstmState], tokens: np.ndarray, position: int, bars_left: int) -> np.ndarray:
+        """Feed input ids ``tokens[B]``; return the mixed next-step probabilities ``(B, V)`` (a new array)."""
         mixed = None
         for stack, weights, state in zip(self.stacks, self.weights, states, strict=True):
-            logits = stack.step(state, tokens, position)
+            logits = stack.step(state, tokens, position, bars_left)
             logits -= logits.max(axis=-1, keepdims=True)
             np.exp(logits, out=logits)
             logits *= weights / logits.sum(axis=-1, keepdims=True)
@@ -187,18 +198,16 @@ def _next_phase(vocab_size: int) -> np.ndarray:
     return table
 
 
-def tokens_to_events(tokens: np.ndarray) -> np.ndarray:
-    """Melody events for token ids (REST and HOLD ids and pitch ids only), any shape."""
-    return np.where(tokens >= FIRST_PITCH_ID, tokens - FIRST_PITCH_ID + LOW_PITCH,
-                    np.where(tokens == HOLD_ID, HOLD, REST))
-
-
-def _cadence_bias(events: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Per candidate, ``CADENCE_BOOST`` on the pitches of its key's tonic, third and fifth."""
-    tonics, minors = estimate_keys(events)
-    stable = np.array([stable_degrees(t, m) for t, m in zip(tonics, minors, strict=True)])
-    ids = np.arange(vocab_size)
-    pitch_class = (ids - FIRST_PITCH_ID + LOW_PITCH) % 12
+def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool] | None) -> np.ndarray:
+    """Per candidate, ``CADENCE_BOOST`` on the pitches of its key's tonic, third and fifth (the key given,
+    else each candidate's estimated key)."""
+    if key is not None:
+        stable = np.array([stable_degrees(*key)] * len(events))
+    else:
+        tonics, minors = estimate_keys(events)
+        stable = np.array([stable_degrees(t, m) for t, m in zip(tonics, minors, strict=True)])
+    ids = np.arange(rep.vocab_size)
+    pitch_class = (ids - FIRST_PITCH_ID + rep.low_pitch) % 12
     hit = (pitch_class[None, :, None] == stable[:, None, :]).any(axis=2) & (ids >= FIRST_PITCH_ID)
     return np.where(hit, CADENCE_BOOST, 1.0).astype(np.float32)
 
@@ -225,33 +234,50 @@ def pin_blas_to_one_thread() -> None:
 
 def sample(
     mixture: Mixture,
+    rep: Representation,
     *,
     steps: int,
     steps_per_bar: int,
     candidates: int,
     rng: np.random.Generator,
+    controls: Sequence[int],
     temperature: float = 1.0,
     top_p: float = 1.0,
     primer: Sequence[int] = (),
     cadence_from: int | None = None,
+    key: tuple[int, bool] | None = None,
 ) -> Samples:
-    """Sample ``candidates`` continuations of ``steps`` tokens after ``primer`` (token ids), in one batch.
+    """Sample ``candidates`` continuations of ``steps`` target ids after ``primer`` (target ids, starting
+    at a bar line), in one batch. The piece ends after ``primer + steps`` steps: each step's bars-left
+    input counts to there.
 
-    Each step draws from the mixed distribution raised to ``1 / temperature`` and cut to its top-p
-    nucleus. Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST in silence).
-    From step ``cadence_from`` on, each candidate's tonic, third and fifth are favoured as onsets.
+    Each step draws from the mixed distribution with temperature applied to its log-probabilities, cut to
+    its top-p nucleus. Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST
+    in silence); without a primer the first bar cannot stay silent (a late start is an anacrusis at most).
+    From step ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured
+    as onsets.
     """
     pin_blas_to_one_thread()
-    states = mixture.start(1)
-    for k, token in enumerate([START, *primer]):
-        probs = mixture.step(states, np.array([token]), k % steps_per_bar)
+    total = len(primer) + steps
+    total_bars = -(-total // steps_per_bar)
+
+    def left(k: int) -> int:
+        return max(total_bars - 1 - k // steps_per_bar, 0)
+
+    primer_ids = np.array(primer, np.int64)
+    inputs = rep.sequence_inputs(np.concatenate([primer_ids, [END]])) if len(primer) else np.array([START])
+    states = mixture.start(1, controls)
+    for k, token in enumerate(inputs):
+        probs = mixture.step(states, np.array([token]), k % steps_per_bar, left(k))
     for state in states:
         state.select(np.zeros(candidates, np.intp))
     probs = np.repeat(probs, candidates, axis=0)
-    primer_events = tokens_to_events(np.array(primer, np.int64))
+    sounding = np.full(candidates, -1)
     phase = np.full(candidates, _FIRST)
     if len(primer):
-        phase[:] = _SOUNDING if sounding_pitches(primer_events[None])[0, -1] >= 0 else _SILENT
+        for token in primer_ids:
+            sounding = rep.next_sounding(np.full(candidates, token), sounding)
+        phase[:] = np.where(sounding >= 0, _SOUNDING, _SILENT)
     allowed, next_phase = _allowed(mixture.vocab_size), _next_phase(mixture.vocab_size)
     inverse_temperature = np.float32(1.0 / temperature)
     uniforms = rng.random((steps, candidates))
@@ -261,18 +287,28 @@ def sample(
     bias = None
     for t in range(steps):
         if t == cadence_from:
-            sofar = np.concatenate([np.broadcast_to(primer_events, (candidates, len(primer))),
-                                    tokens_to_events(tokens[:, :t])], axis=1)
-            bias = _cadence_bias(sofar, mixture.vocab_size)
+            sofar = np.concatenate([np.broadcast_to(rep.id_events(primer_ids), (candidates, len(primer))),
+                                    rep.id_events(tokens[:, :t])], axis=1)
+            bias = _cadence_bias(rep, sofar, key)
         weights = probs * allowed[phase]
+        if t == steps_per_bar - 1 and not len(primer):
+            weights[:, HOLD_ID] *= phase != _SILENT
         if bias is not None:
             weights *= bias
         if inverse_temperature != 1.0:
-            np.power(weights, inverse_temperature, out=weights)
+            # On log-probabilities: raising float32 weights to 1/0.1 would underflow to all zeros.
+            with np.errstate(divide="ignore"):
+                logw = np.log(weights)
+            logw -= logw.max(axis=1, keepdims=True)
+            logw *= inverse_temperature
+            weights = np.exp(logw)
         chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
         picked[t] = probs[rows, chosen]
         phase = next_phase[phase, chosen]
-        probs = mixture.step(states, chosen, (len(primer) + t + 1) % steps_per_bar)
+        fed = rep.input_ids(chosen, sounding)
+        sounding = rep.next_sounding(chosen, sounding)
+        k = len(primer) + t + 1
+        probs = mixture.step(states, fed, k % steps_per_bar, left(k))
     picked[steps] = probs[:, END]
     log_likelihood = np.log(np.maximum(picked, _TINY)).mean(axis=0)
     return Samples(tokens, log_likelihood)

@@ -102,10 +102,30 @@ def melody_to_musicxml(melody: Melody, title: str) -> str:
     if total > position:  # close the last bar with a rest
         part.append(music21.note.Rest(quarterLength=(total - position) / STEPS_PER_QUARTER))
     part.insert(0, music21.clef.bestClef(part, allowTreble8vb=True, recurse=False))
+    if melody.pickup_steps:
+        _write_anacrusis(part)
     score = music21.stream.Score([part])
     score.metadata = music21.metadata.Metadata(title=title)
     exporter = music21.musicxml.m21ToXml.GeneralObjectExporter(score)
     return exporter.parse().decode("utf-8")
+
+
+def _write_anacrusis(part: music21.stream.Part) -> None:
+    """Make the first bar a pickup: drop its leading rest, so it is only as long as its notes, and number
+    it 0 as engravers do."""
+    part.makeMeasures(inPlace=True)
+    measures = list(part.getElementsByClass(music21.stream.Measure))
+    first = measures[0]
+    rest = next(iter(first.notesAndRests), None)
+    if rest is None or not rest.isRest:
+        return
+    length = rest.quarterLength
+    first.remove(rest)
+    for element in first.notesAndRests:
+        element.offset -= length
+    first.paddingLeft = length
+    for number, measure in enumerate(measures):
+        measure.number = number
 
 
 def _key_of(melody: Melody) -> music21.key.Key:

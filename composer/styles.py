@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from composer.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class Style:
     max_files: int | None = None
     #: General MIDI program the style sounds best with.
     program: int = 0
+    #: How its shipped model is trained.
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 BUILTIN_STYLES: dict[str, Style] = {

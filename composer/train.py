@@ -7,57 +7,38 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from composer.corpus import CorpusReport
 from composer.dataset import batches, prepare
-from composer.encoding import MAX_POSITIONS, VOCAB_SIZE
 from composer.evaluate import score_model
 from composer.lstm import ModelConfig
 from composer.melody import Melody
-
-
-@dataclass
-class TrainOptions:
-    units: int = 160
-    layers: int = 2
-    token_embedding: int = 48
-    position_embedding: int = 16
-    dropout: float = 0.15
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    max_epochs: int = 30
-    patience: int = 2
-    #: Training tokens per epoch to aim for with transpositions (at most 12 per piece).
-    target_tokens: int = 1_000_000
-    max_minutes: float = 40.0
-    seed: int = 7
-    #: Move every piece to C major / A minor instead of transposing it at random.
-    normalise_keys: bool = False
+from composer.recipe import Recipe
 
 
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
-                out_dir: Path, options: TrainOptions, description: str, program: int) -> dict:
-    """Train, write ``out_dir`` (weights, config), then score it against the n-gram baseline (card)."""
+                out_dir: Path, options: Recipe, description: str, program: int, command: str) -> dict:
+    """Train, write ``out_dir`` (weights, config), then score it against the n-gram baselines (card)."""
     import keras
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(options.threads)
     keras.utils.set_random_seed(options.seed)
     from composer.keras_model import build_keras_model, export_weights
 
-    data = prepare(melodies, options.target_tokens, options.seed, options.normalise_keys)
-    split = data.split
-    keys = "keys normalised" if data.key_shifts else f"{data.transpositions_per_piece} transpositions a piece"
+    data = prepare(melodies, options.target_tokens, options.seed, options.key_policy)
+    split, rep = data.split, data.rep
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
-        f"{keys} -> {sum(m.n_steps + 1 for m in data.augmented)} tokens an epoch")
+        f"keys {rep.key_policy}; metres {', '.join(f'{n}/{d}' for n, d in rep.metres)} -> "
+        f"{sum(m.n_steps + 1 for m in data.augmented)} steps an epoch")
 
-    config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, options.token_embedding, options.position_embedding,
-                         options.units, options.layers, options.dropout)
+    config = ModelConfig.for_representation(rep, units=options.units, layers=options.layers,
+                                            dropout=options.dropout)
     model = build_keras_model(config)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -82,18 +63,17 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
                 random.Random(shuffle_seed + epoch[0]).shuffle(order)
                 epoch[0] += 1
             for i in order:
-                tokens, positions, targets, weights = items[i]
-                yield (tokens, positions), targets, weights
+                yield items[i]
 
         spec = (
-            (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None, None), tf.int32)),
+            tuple(tf.TensorSpec((None, None), tf.int32) for _ in range(4)),
             tf.TensorSpec((None, None), tf.int32),
             tf.TensorSpec((None, None), tf.float32),
         )
         return tf.data.Dataset.from_generator(gen, output_signature=spec).repeat().prefetch(2)
 
-    train_batches = batches(data.augmented, options.batch_size)
-    val_batches = batches(split.validation, options.batch_size)
+    train_batches = batches(rep, data.augmented, options.batch_size)
+    val_batches = batches(rep, split.validation, options.batch_size)
     history = model.fit(
         as_dataset(train_batches, options.seed),
         steps_per_epoch=len(train_batches),
@@ -112,37 +92,28 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
 
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / "weights.npz", **export_weights(model))
-    signatures = Counter(m.time_signature for m in melodies)
     meta = {
-        **asdict(config),
         "style": style,
         "description": description,
         "program": program,
-        "time_signature": list(signatures.most_common(1)[0][0]),
         "tempo_bpm": round(statistics.median(m.tempo_bpm for m in melodies)),
+        "model": asdict(config),
+        "representation": rep.to_config(),
     }
-    if data.key_shifts is not None:
-        meta["key_shifts"] = data.key_shifts
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     training = {
-        "architecture": f"embedding {config.token_embedding}+{config.position_embedding} (bar position), "
-                        f"{config.layers} x LSTM({config.units}), dropout {config.dropout}, dense",
+        "architecture": f"embeddings {config.token_embedding} (previous token, holds carrying their pitch) "
+                        f"+ {config.position_embedding} (bar position) + {config.bars_left_embedding} (bars "
+                        f"left) + {config.control_embedding} (metre and mode), {config.layers} x "
+                        f"LSTM({config.units}), dropout {config.dropout}, dense",
         "epochs": len(history.history["loss"]),
         "train_seconds": round(train_seconds),
-        "machine": "2 CPU cores (the project's development machine), TensorFlow CPU",
-        "options": asdict(options),
-        "command": training_command(style, options, source),
+        "machine": f"the project's 2-core development machine, TensorFlow CPU, {options.threads} thread(s)",
+        "recipe": asdict(options),
+        "command": command,
     }
-    log(f"{style}: scoring against the n-gram baseline")
+    log(f"{style}: scoring against the n-gram baselines")
     return score_model(out_dir, data, report, source, training)
-
-
-def training_command(style: str, options: TrainOptions, source: str) -> str:
-    where = "--corpus" if source.startswith("music21") else "--midi-dir DIR"
-    return (f"python -m composer train --style {style} {where} --units {options.units} "
-            f"--epochs {options.max_epochs} --max-minutes {options.max_minutes:g} "
-            f"--target-tokens {options.target_tokens}"
-            + (" --normalise-keys" if options.normalise_keys else ""))
 
 
 def log(message: str) -> None:

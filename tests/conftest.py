@@ -16,9 +16,9 @@ def models_dir() -> Path:
 
 #: Shapes of the untrained test-fixture models: two styles that stack, one that does not.
 UNTRAINED_STYLES = {
-    "alpha": {"units": 24, "layers": 2, "seed": 1, "time_signature": [4, 4], "program": 40},
-    "beta": {"units": 24, "layers": 2, "seed": 2, "time_signature": [3, 4], "program": 73},
-    "gamma": {"units": 16, "layers": 3, "seed": 3, "time_signature": [6, 8], "program": 0},
+    "alpha": {"units": 24, "layers": 2, "seed": 1, "metres": [[4, 4], [3, 4]], "program": 40},
+    "beta": {"units": 24, "layers": 2, "seed": 2, "metres": [[3, 4], [4, 4]], "program": 73},
+    "gamma": {"units": 16, "layers": 3, "seed": 3, "metres": [[6, 8]], "program": 0},
 }
 
 
@@ -27,16 +27,22 @@ def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Test fixture, NOT a shipped model: tiny Keras models with random weights, exported as training
     exports them, so the sampler's tests need no trained model."""
     import json
+    from dataclasses import asdict
 
     import numpy as np
 
-    from composer.encoding import MAX_POSITIONS, VOCAB_SIZE
     from composer.keras_model import build_keras_model, export_weights
     from composer.lstm import ModelConfig
+    from composer.representation import Representation
 
     root = tmp_path_factory.mktemp("untrained_models")
     for name, spec in UNTRAINED_STYLES.items():
-        config = ModelConfig(VOCAB_SIZE, MAX_POSITIONS, 8, 4, spec["units"], spec["layers"])
+        metres = tuple(tuple(m) for m in spec["metres"])
+        rep = Representation(metres=metres, metre_counts=tuple(range(len(metres), 0, -1)),
+                             key_counts=(3, 0, 1, 0, 0, 2, 0, 1, 0, 0, 0, 0) + (0,) * 9 + (2, 0, 0))
+        config = ModelConfig.for_representation(rep, token_embedding=8, position_embedding=4,
+                                                bars_left_embedding=4, control_embedding=4,
+                                                units=spec["units"], layers=spec["layers"])
         weights = export_weights(build_keras_model(config))
         rng = np.random.default_rng(spec["seed"])
         # Keras' initial weights give near-uniform outputs; random ones make sharper, testable ones.
@@ -45,7 +51,7 @@ def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder = root / name
         folder.mkdir()
         np.savez(folder / "weights.npz", **weights)
-        meta = {**config.__dict__, "style": name, "description": f"untrained test fixture {name}",
-                "program": spec["program"], "time_signature": spec["time_signature"], "tempo_bpm": 110}
+        meta = {"style": name, "description": f"untrained test fixture {name}", "program": spec["program"],
+                "tempo_bpm": 110, "model": asdict(config), "representation": rep.to_config()}
         (folder / "config.json").write_text(json.dumps(meta))
     return root

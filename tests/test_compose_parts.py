@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 from composer.errors import StyleError
 from composer.instruments import InstrumentError, instrument_name, program_for
-from composer.judge import BAD_ENDING_COST, LATE_START_COST, NO_NOTES, candidate_scores, sanity_penalty
+from composer.judge import (
+    BAD_ENDING_COST,
+    LATE_START_COST,
+    NO_NOTES,
+    WEAK_ENDING_COST,
+    candidate_scores,
+    sanity_penalty,
+)
 from composer.keys import estimate_keys, key_name
 from composer.melody import HOLD, REST, Melody
 from composer.style_mix import mix_label, parse_mix
@@ -88,8 +95,9 @@ def test_sanity_penalties() -> None:
     assert sanity_penalty(Melody((REST, HOLD)), 0, False) == NO_NOTES
     late = Melody((REST,) + (HOLD,) * 15 + good.events)
     assert sanity_penalty(late, 0, False) == LATE_START_COST
-    pickup = Melody((REST,) + (HOLD,) * 11 + good.events)
-    assert sanity_penalty(pickup, 0, False) == 0.0
+    pickup = Melody((REST,) + (HOLD,) * 11 + good.events)  # a one-beat anacrusis is no late start...
+    assert sanity_penalty(pickup, 0, False) == WEAK_ENDING_COST  # ...but its last note falls on beat 2
+    assert sanity_penalty(Melody((REST,) + (HOLD,) * 7 + good.events), 0, False) == 0.0
 
 
 def test_candidate_scores_trade_likelihood_for_sanity() -> None:

@@ -9,7 +9,6 @@ import random
 import numpy as np
 import pytest
 
-from composer.representation import START
 from composer.ngram import (
     NGramModel,
     combine_log_probs,
@@ -20,6 +19,7 @@ from composer.ngram import (
     stm_log_probs,
     tune_ltm_stm,
 )
+from composer.representation import START
 
 VOCAB = 12
 END = 2

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composer.encoding import FIRST_PITCH_ID, HOLD_ID, REST_ID, START, decode, encode
 from composer.lstm import LstmModel
+from composer.melody import Melody
+from composer.representation import FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation, Undo
 from composer.sampler import Mixture, _draw, sample
 
 
@@ -17,17 +18,26 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _stepped(mixture: Mixture, tokens: np.ndarray, steps_per_bar: int) -> np.ndarray:
-    """Next-step distributions ``(B, T, V)`` from feeding ``tokens (B, T)`` one step at a time."""
-    states = mixture.start(tokens.shape[0])
+REP = Representation()
+
+
+def _stepped(mixture: Mixture, inputs: tuple[np.ndarray, ...], controls: list[int]) -> np.ndarray:
+    """Next-step distributions ``(B, T, V)`` from feeding ``inputs`` one step at a time (one position,
+    bars-left value and control for the whole batch, as the sampler has)."""
+    tokens, positions, left, _ = inputs
+    states = mixture.start(tokens.shape[0], controls)
     steps = range(tokens.shape[1])
-    return np.stack([mixture.step(states, tokens[:, t], t % steps_per_bar) for t in steps], axis=1)
+    return np.stack([mixture.step(states, tokens[:, t], int(positions[0, t]), int(left[0, t]))
+                     for t in steps], axis=1)
 
 
-def _random_inputs(batch: int, steps: int, seed: int = 0) -> np.ndarray:
-    tokens = np.random.default_rng(seed).integers(REST_ID, FIRST_PITCH_ID + 37, size=(batch, steps))
+def _random_inputs(batch: int, steps: int, seed: int = 0, spb: int = 12, control: int = 1) -> tuple:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(REST_ID, REP.input_vocab_size, size=(batch, steps))
     tokens[:, 0] = START
-    return tokens
+    positions = np.tile(np.arange(steps) % spb, (batch, 1))
+    left = np.tile(np.clip(steps // spb - np.arange(steps) // spb, 0, 16), (batch, 1))
+    return tokens, positions, left, np.full((batch, steps), control)
 
 
 @pytest.mark.parametrize("style", ["alpha", "gamma"])
@@ -39,13 +49,22 @@ def test_next_step_distribution_equals_keras_forward(untrained_models_dir: Path,
     keras_model = build_keras_model(model.config, training_dropout=False)
     with np.load(folder / "weights.npz") as data:
         load_weights(keras_model, {k: data[k] for k in data.files})
-    tokens = _random_inputs(3, 70)
-    spb = 12
-    positions = np.tile(np.arange(70) % spb, (3, 1))
-    expected = _softmax(np.asarray(keras_model([tokens, positions], training=False), np.float64))
-    got = _stepped(Mixture([model], [1.0]), tokens, spb)
-    assert expected.max() > 0.5  # the fixture's weights give sharp, not uniform, distributions
+    inputs = _random_inputs(3, 70)
+    expected = _softmax(np.asarray(keras_model(list(inputs), training=False), np.float64))
+    got = _stepped(Mixture([model], [1.0]), inputs, [1])
+    assert expected.max() > 0.3  # the fixture's weights give sharp, not uniform, distributions
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
+
+
+def test_every_input_changes_the_distribution(untrained_models_dir: Path) -> None:
+    model = LstmModel.load(untrained_models_dir / "alpha")
+    base = _random_inputs(1, 20)
+    reference = model.forward(base)
+    for k in (1, 2, 3):  # position, bars left, control
+        changed = list(base)
+        changed[k] = (base[k] + 1) % np.array([12, 17, 4])[k - 1]
+        assert not np.allclose(model.forward(tuple(changed)), reference)
 
 
 def test_mixture_is_the_weighted_average_of_the_styles(untrained_models_dir: Path) -> None:
@@ -53,10 +72,13 @@ def test_mixture_is_the_weighted_average_of_the_styles(untrained_models_dir: Pat
     weights = [0.5, 0.3, 0.2]
     mixture = Mixture(models, weights)
     assert len(mixture.stacks) == 2  # alpha and beta step as one stack; gamma has another shape
-    tokens = _random_inputs(2, 40, seed=1)
-    positions = np.tile(np.arange(40) % 16, (2, 1))
-    expected = sum(w * _softmax(m.forward(tokens, positions)) for w, m in zip(weights, models, strict=True))
-    np.testing.assert_allclose(_stepped(mixture, tokens, 16), expected, atol=1e-5)
+    controls = [2, 3, 0]
+    inputs = _random_inputs(2, 40, seed=1)
+    expected = sum(
+        w * _softmax(m.forward((*inputs[:3], np.full_like(inputs[0], c))))
+        for w, m, c in zip(weights, models, controls, strict=True)
+    )
+    np.testing.assert_allclose(_stepped(mixture, inputs, controls), expected, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +86,16 @@ def alpha(untrained_models_dir: Path) -> Mixture:
     return Mixture([LstmModel.load(untrained_models_dir / "alpha")], [1.0])
 
 
+def _sample(mixture: Mixture, **kw) -> np.ndarray:
+    kw = {"steps": 64, "steps_per_bar": 16, "candidates": 3, "controls": [2], "rng": np.random.default_rng(0),
+          **kw}
+    return sample(mixture, REP, **kw)
+
+
 def test_same_seed_same_tokens(alpha: Mixture) -> None:
     def draw(seed: int) -> np.ndarray:
-        return sample(alpha, steps=64, steps_per_bar=16, candidates=3, rng=np.random.default_rng(seed),
-                      temperature=0.9, top_p=0.9, cadence_from=48).tokens
+        rng = np.random.default_rng(seed)
+        return _sample(alpha, rng=rng, temperature=0.9, top_p=0.9, cadence_from=48).tokens
 
     assert np.array_equal(draw(5), draw(5))
     assert not np.array_equal(draw(5), draw(6))
@@ -75,31 +103,58 @@ def test_same_seed_same_tokens(alpha: Mixture) -> None:
 
 @pytest.mark.parametrize("primer", [[], [FIRST_PITCH_ID + 12, HOLD_ID, REST_ID, HOLD_ID]])
 def test_samples_are_canonical_melody_tokens(alpha: Mixture, primer: list[int]) -> None:
-    result = sample(alpha, steps=200, steps_per_bar=16, candidates=8, rng=np.random.default_rng(0),
-                    temperature=2.0, top_p=1.0, primer=primer)
+    result = _sample(alpha, steps=200, candidates=8, temperature=2.0, top_p=1.0, primer=primer)
     assert result.tokens.shape == (8, 200)
     assert result.tokens.min() >= REST_ID
+    like = Melody(())
     for row in result.tokens:
         full = primer + row.tolist()
         # No HOLD first, no REST in silence: decoding and re-encoding changes nothing.
-        assert encode(decode(full)) == full
+        assert REP.event_ids(np.array(REP.decode(full, Undo(0), like).events)).tolist() == full
     assert np.all(result.log_likelihood < 0)
 
 
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 2.0])
+def test_the_first_bar_is_never_silent(alpha: Mixture, temperature: float) -> None:
+    for seed in range(10):
+        tokens = _sample(alpha, rng=np.random.default_rng(seed), candidates=8, temperature=temperature).tokens
+        assert ((tokens[:, :16] >= FIRST_PITCH_ID).any(axis=1)).all()
+
+
+def test_low_temperature_with_masked_mass_draws_allowed_tokens(alpha: Mixture, monkeypatch) -> None:
+    """Temperature on log-probabilities: at 0.1, weights of 1e-5 raised to the 10th power underflowed in
+    float32 and the draw indexed past the row."""
+    step = alpha.step
+
+    def peaked(*args):
+        probs = step(*args)
+        probs[:] = 1e-5
+        probs[:, HOLD_ID] = 1.0 - 1e-5 * (probs.shape[1] - 1)  # almost all mass where the start forbids it
+        return probs
+
+    monkeypatch.setattr(alpha, "step", peaked)
+    tokens = _sample(alpha, steps=8, temperature=0.1).tokens
+    assert tokens[:, 0].min() >= REST_ID and tokens[:, 0].max() < REP.vocab_size
+    assert (tokens[:, 0] != HOLD_ID).all()
+
+
 def test_tiny_top_p_is_greedy(alpha: Mixture, untrained_models_dir: Path) -> None:
-    tokens = sample(alpha, steps=48, steps_per_bar=16, candidates=2, rng=np.random.default_rng(0),
-                    top_p=0.01).tokens
+    steps = 48
+    tokens = _sample(alpha, steps=steps, candidates=2, top_p=0.01).tokens
     model = LstmModel.load(untrained_models_dir / "alpha")
-    inputs = np.concatenate([np.full((2, 1), START), tokens[:, :-1]], axis=1)
-    logits = model.forward(inputs, np.tile(np.arange(48) % 16, (2, 1)))
+    inputs = np.stack([REP.sequence_inputs(np.concatenate([row, [2]]))[:-1] for row in tokens])
+    left = np.tile(np.clip(2 - np.arange(steps) // 16, 0, 16), (2, 1))
+    logits = model.forward((inputs, np.tile(np.arange(steps) % 16, (2, 1)), left, np.full((2, steps), 2)))
     silent = np.zeros(2, bool)
-    for t in range(48):
+    for t in range(steps):
         allowed = np.full(logits[:, t].shape, -np.inf)
         allowed[:, FIRST_PITCH_ID:] = logits[:, t, FIRST_PITCH_ID:]
         allowed[~silent, REST_ID] = logits[~silent, t, REST_ID]  # no REST in silence
         if t:  # no HOLD first
             allowed[:, HOLD_ID] = logits[:, t, HOLD_ID]
-        assert np.array_equal(allowed.argmax(axis=1), tokens[:, t])
+        if t == 15:  # the first bar may not end silent
+            allowed[silent, HOLD_ID] = -np.inf
+        assert np.array_equal(allowed.argmax(axis=1), tokens[:, t]), t
         silent = (tokens[:, t] == REST_ID) | (silent & (tokens[:, t] == HOLD_ID))
 
 

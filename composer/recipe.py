@@ -1,0 +1,30 @@
+"""How a style model is trained: the one home of the training hyper-parameters (no TensorFlow here).
+
+The architecture's defaults live in ``composer.lstm.ModelConfig``; a recipe overrides its width and
+depth only. Each built-in style's recipe is in ``composer.styles``; ``make train-all`` trains them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    units: int = 160
+    layers: int = 2
+    dropout: float = 0.15
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    max_epochs: int = 30
+    #: Epochs without a better validation loss before training stops (the best weights are kept).
+    patience: int = 2
+    #: Training steps an epoch to aim for, by repeating (and with keys as written, transposing) pieces.
+    target_tokens: int = 1_000_000
+    #: Wall-clock budget: no epoch starts that would end past it.
+    max_minutes: float = 28.0
+    seed: int = 7
+    #: ``normalise``: every piece in C major / A minor, the mode an input; ``written``: keys as written.
+    key_policy: str = "normalise"
+    #: CPU threads TensorFlow may use (two styles can train side by side on the 2-core machine).
+    threads: int = 1

@@ -1,0 +1,283 @@
+"""How a melody becomes model inputs and targets, and back: the one place that knows it.
+
+After Magenta's encoder-decoders: a ``Representation`` is saved in each model's ``config.json`` and used
+by the dataset, training, evaluation, compose and the sampler alike. It owns
+
+- the pitch range (``low_pitch..high_pitch``; melodies are folded into it by octaves, never refused),
+- the key policy: ``"normalise"`` moves every melody to C major or A minor by its estimated key
+  (Krumhansl-Kessler) and the mode (major/minor) becomes a control input; ``"written"`` keeps the keys
+  as written (the mode input is still the estimated mode),
+- the metres the style's corpus holds (a control input; anything else is "other"),
+- the token grammar and the inputs of each step.
+
+Targets (what the model predicts, one per grid step): ``PAD START END REST HOLD`` and one id per pitch.
+Inputs at step ``t`` (predicting the token of step ``t``):
+
+- the previous token, where a ``HOLD`` carries the pitch it holds (``held`` ids), so the model always
+  knows the sounding pitch however long a note lasts;
+- the position of step ``t`` in its bar;
+- how many whole bars are left after the bar of step ``t`` (``max_bars_left`` meaning "that many or
+  more"), so a piece can phrase towards its end and close with a cadence in its last bar;
+- the control: metre and mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from composer.keys import estimate_keys
+from composer.melody import HOLD, REST, Melody, canonical
+
+PAD, START, END, REST_ID, HOLD_ID = 0, 1, 2, 3, 4
+FIRST_PITCH_ID = 5
+KEY_POLICIES = ("normalise", "written")
+#: The tonic pitch class a normalised melody is in: C for major, A for minor.
+NORMAL_TONIC = {False: 0, True: 9}
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What ``decode`` needs to give a melody back its own key: the semitones it was moved by."""
+
+    shift: int = 0
+
+
+@dataclass(frozen=True)
+class Example:
+    """One teacher-forcing sequence: inputs ``(tokens, positions, bars_left, control)`` and targets with
+    their loss weights, all of one length."""
+
+    tokens: np.ndarray
+    positions: np.ndarray
+    bars_left: np.ndarray
+    control: int
+    targets: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class Representation:
+    low_pitch: int = 48
+    high_pitch: int = 84
+    max_positions: int = 32
+    max_bars_left: int = 16
+    key_policy: str = "normalise"
+    #: Metres the corpus holds often enough to be asked for; control ids ``2 * (index + 1) + minor``,
+    #: ids 0 and 1 are "another metre".
+    metres: tuple[tuple[int, int], ...] = ((4, 4),)
+    #: How many corpus pieces are in each metre of ``metres`` (the default is drawn from these).
+    metre_counts: tuple[int, ...] = (1,)
+    #: Corpus pieces per key, ``[major keys on C..B] + [minor keys on C..B]`` (24 counts).
+    key_counts: tuple[int, ...] = field(default=(1,) + (0,) * 23)
+
+    def __post_init__(self) -> None:
+        if self.key_policy not in KEY_POLICIES:
+            raise ValueError(f"key policy must be one of {KEY_POLICIES}, not {self.key_policy!r}")
+        if len(self.metres) != len(self.metre_counts) or len(self.key_counts) != 24:
+            raise ValueError("one count per metre, 24 key counts")
+
+    # --- vocabulary -------------------------------------------------------------------------------
+
+    @property
+    def pitches(self) -> int:
+        return self.high_pitch - self.low_pitch + 1
+
+    @property
+    def vocab_size(self) -> int:
+        """Target ids: PAD START END REST HOLD and the pitches."""
+        return FIRST_PITCH_ID + self.pitches
+
+    @property
+    def input_vocab_size(self) -> int:
+        """Input ids: the target ids (HOLD meaning "silence goes on") plus one "pitch p goes on" per pitch."""
+        return self.vocab_size + self.pitches
+
+    @property
+    def controls(self) -> int:
+        return 2 * (len(self.metres) + 1)
+
+    # --- keys and metres --------------------------------------------------------------------------
+
+    def control(self, time_signature: tuple[int, int], minor: bool) -> int:
+        """The control id of a metre and mode (a metre the corpus lacks is "another metre")."""
+        ts = tuple(time_signature)
+        index = self.metres.index(ts) + 1 if ts in self.metres else 0
+        return 2 * index + int(bool(minor))
+
+    def fold(self, melody: Melody) -> Melody:
+        """The melody moved by octaves to sit best in the range; notes still outside it are folded in
+        by octaves one by one."""
+        pitches = melody.pitches()
+        if not pitches:
+            return melody
+        centre = (self.low_pitch + self.high_pitch) / 2
+        middle = (min(pitches) + max(pitches)) / 2
+        shift = 12 * round((centre - middle) / 12)
+        events = []
+        for e in melody.events:
+            if e >= 0:
+                p = e + shift
+                while p < self.low_pitch:
+                    p += 12
+                while p > self.high_pitch:
+                    p -= 12
+                e = p
+            events.append(e)
+        return melody.replace(events=tuple(events))
+
+    def normalise(self, melody: Melody) -> tuple[Melody, Undo, bool]:
+        """The melody as the model sees it (in C major / A minor under the ``normalise`` policy, folded
+        into range), how to undo that, and whether it is in minor."""
+        (tonic,), (minor,) = estimate_keys(np.array([melody.events]))
+        shift = 0
+        if self.key_policy == "normalise":
+            shift = int((NORMAL_TONIC[bool(minor)] - tonic + 6) % 12 - 6)
+        moved = self.fold(melody.transposed(shift)) if shift else self.fold(melody)
+        first = melody.pitches()
+        total = (moved.pitches()[0] - first[0]) if first else shift
+        # The octave part of the move is undone too, so a primer's continuation sits where it did.
+        return moved, Undo(-total), bool(minor)
+
+    def shift_to_key(self, tonic: int, minor: bool) -> Undo:
+        """How to move a melody sampled in C major / A minor to ``tonic`` (pitch class) and mode."""
+        if self.key_policy != "normalise":
+            return Undo(0)
+        return Undo(int((tonic - NORMAL_TONIC[bool(minor)] + 6) % 12 - 6))
+
+    # --- tokens -----------------------------------------------------------------------------------
+
+    def event_ids(self, events: np.ndarray) -> np.ndarray:
+        """Target ids of melody events (pitches must be in range)."""
+        events = np.asarray(events, np.int64)
+        pitch = events >= 0
+        if pitch.any() and (events[pitch].min() < self.low_pitch or events[pitch].max() > self.high_pitch):
+            raise ValueError(f"pitch outside {self.low_pitch}..{self.high_pitch}")
+        return np.where(pitch, events - self.low_pitch + FIRST_PITCH_ID,
+                        np.where(events == HOLD, HOLD_ID, REST_ID)).astype(np.int64)
+
+    def id_events(self, ids: np.ndarray) -> np.ndarray:
+        """Melody events of target ids (REST, HOLD and pitch ids only)."""
+        ids = np.asarray(ids, np.int64)
+        return np.where(ids >= FIRST_PITCH_ID, ids - FIRST_PITCH_ID + self.low_pitch,
+                        np.where(ids == HOLD_ID, HOLD, REST))
+
+    def input_ids(self, ids: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+        """Input ids of target ids ``ids`` given the pitch id sounding before each (``-1`` for silence):
+        a HOLD while a note sounds becomes "that pitch goes on"."""
+        held = (ids == HOLD_ID) & (sounding >= FIRST_PITCH_ID)
+        return np.where(held, sounding + self.pitches, ids)
+
+    @staticmethod
+    def next_sounding(ids: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+        """The sounding pitch id after target ids ``ids`` (``-1`` in silence)."""
+        return np.where(ids >= FIRST_PITCH_ID, ids, np.where(ids == REST_ID, -1, sounding))
+
+    def sequence_inputs(self, ids: np.ndarray) -> np.ndarray:
+        """Input ids for teacher forcing on target ids ``ids`` (START first, the last one dropped)."""
+        inputs = np.empty(len(ids), np.int64)
+        inputs[0] = START
+        sounding = -1
+        for t in range(1, len(ids)):
+            previous = int(ids[t - 1])
+            inputs[t] = sounding + self.pitches if previous == HOLD_ID and sounding >= 0 else previous
+            sounding = previous if previous >= FIRST_PITCH_ID else (-1 if previous == REST_ID else sounding)
+        return inputs
+
+    def bars_left(self, steps: np.ndarray, steps_per_bar: int, total_bars: int) -> np.ndarray:
+        """The bars-left input of absolute steps ``steps`` in a piece of ``total_bars`` bars."""
+        left = total_bars - 1 - np.asarray(steps) // steps_per_bar
+        return np.clip(left, 0, self.max_bars_left).astype(np.int64)
+
+    def encode(self, melody: Melody) -> tuple[np.ndarray, Undo, int]:
+        """Target ids of the melody's events as the model sees them, how to undo the key move, and the
+        control id (metre and mode)."""
+        moved, undo, minor = self.normalise(melody)
+        return self.event_ids(np.array(moved.events)), undo, self.control(melody.time_signature, minor)
+
+    def decode(self, ids: np.ndarray | list[int], undo: Undo, like: Melody) -> Melody:
+        """The melody of target ids (PAD, START and END dropped) in its own key, with metre, tempo and
+        instrument taken from ``like``; notes moved past the MIDI range are folded back by octaves."""
+        ids = np.asarray([i for i in np.asarray(ids).tolist() if i not in (PAD, START, END)], np.int64)
+        events = self.id_events(ids)
+        pitches = events + undo.shift
+        pitches = np.where(pitches > 127, pitches - 12 * ((pitches - 116) // 12), pitches)
+        pitches = np.where(pitches < 0, pitches + 12 * ((11 - pitches) // 12), pitches)
+        events = np.where(events >= 0, pitches, events)
+        return like.replace(events=tuple(canonical([int(e) for e in events])))
+
+    def examples(self, melody: Melody, max_steps: int) -> list[Example]:
+        """Teacher-forcing sequences of one whole piece, cut at bar lines into at most ``max_steps``
+        steps. Bars left count to the end of the whole piece; only the last chunk is scored on END."""
+        if melody.steps_per_bar > self.max_positions:
+            return []
+        ids, _, control = self.encode(melody)
+        spb = melody.steps_per_bar
+        total_bars = -(-len(ids) // spb)
+        bars_per_chunk = max(1, max_steps // spb)
+        out = []
+        for first_bar in range(0, total_bars, bars_per_chunk):
+            a, b = first_bar * spb, min(len(ids), (first_bar + bars_per_chunk) * spb)
+            chunk = ids[a:b].copy()
+            if a and chunk[0] == HOLD_ID:
+                # A note tied over from before the cut: strike it again so the chunk stands alone.
+                before = ids[:a][ids[:a] != HOLD_ID]
+                chunk[0] = before[-1] if len(before) else REST_ID
+            if not (chunk >= FIRST_PITCH_ID).any():
+                continue
+            final = b == len(ids)
+            targets = np.concatenate([chunk, [END]])
+            steps = np.arange(a, b + 1)
+            weights = np.ones(len(targets), np.float32)
+            if not final:
+                weights[-1] = 0.0
+            out.append(Example(self.sequence_inputs(targets), steps % spb,
+                               self.bars_left(steps, spb, total_bars), control, targets, weights))
+        return out
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def to_config(self) -> dict:
+        data = asdict(self)
+        data["metres"] = [list(m) for m in self.metres]
+        return data
+
+    @classmethod
+    def from_config(cls, data: dict) -> Representation:
+        return cls(
+            low_pitch=int(data["low_pitch"]), high_pitch=int(data["high_pitch"]),
+            max_positions=int(data["max_positions"]), max_bars_left=int(data["max_bars_left"]),
+            key_policy=str(data["key_policy"]),
+            metres=tuple((int(n), int(d)) for n, d in data["metres"]),
+            metre_counts=tuple(int(c) for c in data["metre_counts"]),
+            key_counts=tuple(int(c) for c in data["key_counts"]),
+        )
+
+    @classmethod
+    def for_corpus(cls, melodies: list[Melody], key_policy: str = "normalise", min_share: float = 0.03,
+                   max_metres: int = 6) -> Representation:
+        """The representation of a corpus: its metres (those of at least ``min_share`` of the pieces, at
+        most ``max_metres``, each fitting the positions) and its keys."""
+        counts: dict[tuple[int, int], int] = {}
+        for m in melodies:
+            counts[m.time_signature] = counts.get(m.time_signature, 0) + 1
+        base = cls()
+        common = sorted((c, ts) for ts, c in counts.items()
+                        if c >= min_share * len(melodies)
+                        and Melody((), ts).steps_per_bar <= base.max_positions)
+        common = common[::-1][:max_metres]
+        tonics, minors = estimate_keys_of(melodies)
+        keys = np.bincount(tonics + 12 * minors, minlength=24)
+        return cls(key_policy=key_policy, metres=tuple(ts for _, ts in common),
+                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys))
+
+
+def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:
+    """``(tonic pitch classes, is_minor as 0/1)`` of each melody."""
+    tonics = np.zeros(len(melodies), np.int64)
+    minors = np.zeros(len(melodies), np.int64)
+    for i, m in enumerate(melodies):
+        (t,), (k,) = estimate_keys(np.array([m.events]))
+        tonics[i], minors[i] = t, int(k)
+    return tonics, minors

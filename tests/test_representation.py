@@ -1,0 +1,200 @@
+"""The representation: one object turns melodies into model inputs and back, for training and compose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from composer.compose import ComposeRequest, RequestError, compose, parse_key, parse_metre
+from composer.dataset import split_pieces, tune_signature
+from composer.extract import melody_from_midi
+from composer.keys import estimate_keys
+from composer.melody import HOLD, REST, Melody
+from composer.midi_writer import melody_to_pretty_midi, pickup_signature
+from composer.model_store import ModelLibrary
+from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation, Undo
+
+MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2, 0)
+MINOR_STEPS = (0, 2, 3, 5, 7, 8, 10, 12, 10, 8, 7, 5, 3, 2, 0)
+REP = Representation(metres=((4, 4), (3, 4)), metre_counts=(5, 2))
+
+
+def _scale(tonic: int, steps: tuple[int, ...] = MAJOR_STEPS, length: int = 2, ts=(4, 4)) -> Melody:
+    return Melody(tuple(e for s in steps for e in (tonic + s, *(HOLD,) * (length - 1))), ts)
+
+
+@pytest.fixture(scope="module")
+def library(untrained_models_dir: Path) -> ModelLibrary:
+    return ModelLibrary(untrained_models_dir)
+
+
+@pytest.mark.parametrize(("tonic", "steps", "home"), [
+    (60, MAJOR_STEPS, 0), (67, MAJOR_STEPS, 0), (62, MAJOR_STEPS, 0), (66, MAJOR_STEPS, 0),
+    (69, MINOR_STEPS, 9), (64, MINOR_STEPS, 9), (62, MINOR_STEPS, 9),
+])
+def test_normalise_moves_to_c_major_or_a_minor_and_undo_moves_back(tonic, steps, home) -> None:
+    melody = _scale(tonic, steps)
+    moved, undo, minor = REP.normalise(melody)
+    (found,), _ = estimate_keys(np.array([moved.events]))
+    assert found == home and minor == (home == 9)
+    assert moved.transposed(undo.shift) == melody
+    ids, undo2, control = REP.encode(melody)
+    assert REP.decode(ids, undo2, melody) == melody
+    assert control == REP.control((4, 4), minor)
+
+
+def test_written_keys_are_kept() -> None:
+    rep = Representation(key_policy="written")
+    melody = _scale(62)
+    moved, undo, _ = rep.normalise(melody)
+    assert moved == melody and undo == Undo(0)
+
+
+def test_a_hold_carries_its_pitch_into_the_next_input() -> None:
+    ids = np.array([FIRST_PITCH_ID + 3, HOLD_ID, HOLD_ID, REST_ID, HOLD_ID, FIRST_PITCH_ID + 7, HOLD_ID, END])
+    inputs = REP.sequence_inputs(ids)
+    held = FIRST_PITCH_ID + 3 + REP.pitches
+    assert inputs.tolist() == [START, FIRST_PITCH_ID + 3, held, held, REST_ID, HOLD_ID, FIRST_PITCH_ID + 7,
+                               FIRST_PITCH_ID + 7 + REP.pitches]
+    assert inputs.max() < REP.input_vocab_size
+    # The sampler's step-by-step inputs are the same.
+    sounding, stepped = np.array([-1]), [START]
+    for token in ids[:-1]:
+        stepped.append(int(REP.input_ids(np.array([token]), sounding)[0]))
+        sounding = REP.next_sounding(np.array([token]), sounding)
+    assert stepped == inputs.tolist()
+
+
+def test_examples_count_bars_left_to_the_end_of_the_piece() -> None:
+    melody = _scale(60, MAJOR_STEPS * 4, length=4)  # 60 notes of 4 steps: 15 bars of 4/4
+    whole = REP.examples(melody, max_steps=1000)
+    assert len(whole) == 1
+    (example,) = whole
+    assert example.bars_left[0] == 14 and example.bars_left[-2] == 0 and example.bars_left[-1] == 0
+    assert example.targets[-1] == END and example.weights[-1] == 1
+    assert example.positions.tolist()[:18] == [*range(16), 0, 1]
+    cut = REP.examples(melody, max_steps=64)  # 4 bars a chunk
+    assert [len(e.targets) for e in cut] == [65, 65, 65, 49]
+    assert [e.bars_left[0] for e in cut] == [14, 10, 6, 2]
+    assert [float(e.weights[-1]) for e in cut] == [0.0, 0.0, 0.0, 1.0]  # only the real end is an END
+    long = REP.examples(_scale(60, MAJOR_STEPS * 8, length=4), max_steps=10_000)[0]
+    assert long.bars_left.max() == REP.max_bars_left
+
+
+def test_fold_never_refuses_a_wide_melody() -> None:
+    wide = Melody((20, HOLD, 60, HOLD, 110, HOLD, 72, HOLD), (2, 4))
+    folded = REP.fold(wide)
+    assert all(REP.low_pitch <= p <= REP.high_pitch for p in folded.pitches())
+    assert [p % 12 for p in folded.pitches()] == [p % 12 for p in wide.pitches()]
+
+
+def test_identical_tunes_stay_on_one_side_of_the_split() -> None:
+    tunes = [_scale(60 + k, MAJOR_STEPS[: 8 + k % 7]) for k in range(40)]
+    twins = [t.transposed(2) for t in tunes[:20]]  # the same tunes again, in other keys
+    split = split_pieces(tunes + twins)
+    side = {}
+    for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
+        for melody in part:
+            side.setdefault(tune_signature(melody), set()).add(name)
+    assert all(len(names) == 1 for names in side.values())
+    assert len(split.validation) >= 4 and len(split.test) >= 4
+
+
+def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
+    corpus = [_scale(60)] * 30 + [_scale(62, ts=(3, 4))] * 10 + [_scale(69, MINOR_STEPS, ts=(5, 4))]
+    rep = Representation.for_corpus(corpus)
+    assert rep.metres == ((4, 4), (3, 4)) and rep.metre_counts == (30, 10)
+    assert rep.key_counts[0] == 30 and rep.key_counts[2] == 10 and rep.key_counts[12 + 9] == 1
+    assert rep.control((5, 4), True) == 1 and rep.control((3, 4), False) == 4
+    assert Representation.from_config(rep.to_config()) == rep
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("D minor", (2, True)), ("f#m", (6, True)), ("Bb major", (10, False)), ("Eb", (3, False)),
+    ("c# MINOR", (1, True)), ("ре минор".replace("ре", "D"), (2, True)),
+])
+def test_parse_key(text: str, key: tuple[int, bool]) -> None:
+    assert parse_key(text) == key
+
+
+@pytest.mark.parametrize("text", ["H", "D dorian", "", "minor", "12"])
+def test_parse_key_refuses(text: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_key(text)
+    assert caught.value.code == "bad_key"
+
+
+def test_parse_metre() -> None:
+    assert parse_metre(" 6/8 ") == (6, 8)
+    for bad in ("6/7", "x", "0/4", "3/4/4"):
+        with pytest.raises(RequestError):
+            parse_metre(bad)
+
+
+def test_a_key_asked_for_moves_the_same_draw(library: ModelLibrary) -> None:
+    c = compose(ComposeRequest("alpha", bars=4, seed=9, key="C major"), library).melody
+    d = compose(ComposeRequest("alpha", bars=4, seed=9, key="D major"), library).melody
+    assert c.key == "C major" and d.key == "D major"
+    assert d.pitches() == [p + 2 for p in c.pitches()]
+    minor = compose(ComposeRequest("alpha", bars=4, seed=9, key="E minor"), library).melody
+    assert minor.key == "E minor" and minor.pitches() != c.pitches()
+
+
+def test_a_metre_asked_for_is_played_and_an_unknown_one_named(library: ModelLibrary) -> None:
+    waltz = compose(ComposeRequest("alpha", bars=5, seed=2, metre="3/4"), library).melody
+    assert waltz.time_signature == (3, 4) and waltz.n_steps == 5 * 12
+    with pytest.raises(RequestError) as caught:
+        compose(ComposeRequest("alpha", bars=5, seed=2, metre="6/8"), library)
+    assert caught.value.code == "unknown_metre" and "4/4, 3/4" in str(caught.value)
+
+
+def test_without_a_request_keys_and_metres_come_from_the_corpus(library: ModelLibrary) -> None:
+    drawn = [compose(ComposeRequest("alpha", bars=2, seed=s), library).melody for s in range(30)]
+    # The fixture's corpus: keys C, D, F, G major and A minor; metres 4/4 (2 parts) and 3/4 (1 part).
+    assert {m.key for m in drawn} <= {"C major", "D major", "F major", "G major", "A minor"}
+    assert len({m.key for m in drawn}) >= 3
+    assert {m.time_signature for m in drawn} == {(4, 4), (3, 4)}
+
+
+def test_no_piece_opens_with_more_than_a_beat_of_silence(library: ModelLibrary) -> None:
+    for seed in range(12):
+        for style in ("alpha", "gamma"):
+            melody = compose(ComposeRequest(style, bars=4, seed=seed, temperature=1.5), library).melody
+            assert melody.first_onset is not None and melody.first_onset < melody.steps_per_bar
+
+
+def test_an_anacrusis_is_written_as_a_short_first_bar() -> None:
+    melody = Melody((REST, *(HOLD,) * 11, 67, HOLD, 69, HOLD, *(72, HOLD, HOLD, HOLD) * 4), (4, 4))
+    assert melody.pickup_steps == 4 and melody.leading_rest_steps == 0
+    pm = melody_to_pretty_midi(melody)
+    assert [(ts.numerator, ts.denominator) for ts in pm.time_signature_changes] == [(1, 4), (4, 4)]
+    assert pm.instruments[0].notes[0].start == 0.0
+    assert pickup_signature(6) == (3, 8) and pickup_signature(3) == (3, 16)
+    late = Melody((REST, *(HOLD,) * 5, 67, *(HOLD,) * 9), (4, 4))  # 6 steps of rest: no pickup
+    assert late.pickup_steps == 0 and late.leading_rest_steps == 6
+
+
+def _test_primitive_midi() -> list[Path]:
+    import music21
+
+    return sorted((Path(music21.__file__).parent / "midi" / "testPrimitive").glob("*.mid"))
+
+
+def test_every_music21_test_midi_with_notes_gets_a_continuation(library: ModelLibrary) -> None:
+    files = _test_primitive_midi()
+    assert len(files) >= 10
+    continued = 0
+    for path in files:
+        try:
+            primer = melody_from_midi(path)
+        except Exception as exc:  # a file with no notes is refused with a typed error, nothing else
+            assert getattr(exc, "code", None) in ("no_notes", "drums_only"), (path.name, exc)
+            continue
+        if primer.steps_per_bar > REP.max_positions:
+            continue
+        composition = compose(ComposeRequest("alpha", bars=2, seed=1, primer=primer), library)
+        assert composition.melody.n_steps > composition.primer_steps
+        continued += 1
+    assert continued >= 10
