@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin
 STAMP := $(VENV)/.installed
+STYLES := classical renaissance folk chinese celtic
 
-.PHONY: run test deps system-deps lint bench train-all evaluate $(addprefix train-,$(STYLES))
+.PHONY: run test deps system-deps lint bench train-all evaluate
 
 run: deps
 	$(PY) -m bot
@@ -36,7 +37,6 @@ bench: deps
 
 # Rebuilds what ships: each style's recipe is in composer/styles.py (1 thread each: `make -j2 train-all`
 # trains two styles at a time on a 2-core machine).
-STYLES := classical renaissance folk chinese celtic
 train-all: $(addprefix train-,$(STYLES))
 
 train-%: deps
