@@ -271,8 +271,9 @@ def tune_ltm_stm(ltm: NGramModel, validation: list[list[int]], orders: Sequence[
 
     Each LTM and STM distribution is computed once (the STM's once per order); an arithmetic mix needs
     only the targets' probabilities, a geometric one a normalisation over the vocabulary per step. Only
-    the first sequences up to ``max_tokens`` tokens are used (None: all): Palestrina's 256k validation
-    tokens took 90 s on the busy 2-core machine, mostly the STM walking 63-token contexts of held notes.
+    the first sequences, until ``max_tokens`` tokens are reached, are used (None: all): Palestrina's 256k
+    validation tokens took 90 s on the busy 2-core machine, mostly the STM walking 63-token contexts of
+    held notes.
     """
     discount = ltm.discount if stm_discount is None else stm_discount
     seqs, used = [], 0
