@@ -334,7 +334,7 @@ def test_other_types_are_a_programming_error() -> None:
 # Memory (issue 10, fault 6): reading any file up to the size limit stays under a stated bound.
 
 #: Peak memory (traced by tracemalloc: every Python and numpy allocation) of reading one file.
-MEMORY_BOUND = 32 * 1024 * 1024
+MEMORY_BOUND = 16 * 1024 * 1024
 
 
 def _peak_of_reading(data: bytes) -> tuple[int, Melody | MidiError]:
