@@ -187,10 +187,10 @@ async def test_recovery_makes_recent_requests_again_once_and_apologises_for_the_
         assert sent == []
 
         queued = [app.update_queue.get_nowait() for _ in range(app.update_queue.qsize())]
-        assert [(type(u).__name__, u.request.id) for u in queued] == [
-            ("Resume", ids[1]), ("Resume", ids[2]), ("Apologise", ids[3]), ("Apologise", ids[4]),
-            ("Apologise", ids[5])]
-        for update in queued[2:]:
+        assert sorted((u.request.id, type(u).__name__) for u in queued) == [
+            (ids[1], "Resume"), (ids[2], "Resume"), (ids[3], "Apologise"), (ids[4], "Apologise"),
+            (ids[5], "Apologise")]
+        for update in [u for u in queued if type(u).__name__ == "Apologise"]:
             assert await apologise(SimpleNamespace(storage=storage), bot, update.request)  # type: ignore[arg-type]
         assert sorted(sent) == [(chat, TEXTS["interrupted"]["ru"]) for chat in (3, 4, 5)]
         statuses = {r.id: (r.status, r.error) for r in [await storage.get_request(i) for i in ids.values()]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -90,18 +91,32 @@ async def test_a_piece_that_overruns_keeps_its_worker_in_the_count_until_it_ends
 
 
 async def test_a_dead_worker_restarts_the_pool_once_and_the_other_pieces_are_made() -> None:
-    """Fault 1: one worker dies while four pieces are in flight. Before, every failed piece started a
-    fresh pool and all four failed; now one restart, the others are tried again and made, and the piece
-    whose worker died again (it kills every worker it gets) ends in ``WorkerLost``, not in silence."""
+    """Fault 1: a worker process is killed while two pieces run and two wait. Before, every piece that
+    saw the broken pool started a fresh one, and the pieces failed; now one restart, and the two that
+    were running are made again on the fresh pool."""
     workers = await _workers(2, 30.0)
     try:
-        others = [asyncio.create_task(workers.run(0.5)) for _ in range(4)]
-        await asyncio.sleep(0.2)
+        pieces = [asyncio.create_task(workers.run(1.5)) for _ in range(4)]
+        await asyncio.sleep(0.5)
+        assert workers._pool is not None
+        victim = next(iter(workers._pool._processes))  # a worker process's pid
+        os.kill(victim, signal.SIGKILL)
+        assert await asyncio.gather(*pieces) == ["slept 1.5"] * 4
+        assert workers.restarts == 1
+        assert workers.in_flight == 0
+    finally:
+        workers.shutdown()
+
+
+async def test_a_piece_that_kills_every_worker_it_gets_is_tried_once_more_then_refused() -> None:
+    """Fault 1: such a piece ends in ``WorkerLost`` (the user is told) after one retry, not in silence
+    and not in a loop of fresh pools."""
+    workers = await _workers(2, 30.0)
+    try:
         with pytest.raises(WorkerLost):
             await workers.run(-1.0)
-        assert await asyncio.gather(*others) == ["slept 0.5"] * 4
-        assert workers.restarts == 2  # one per breakage: the killer's first and second try
-        assert workers.in_flight == 0
+        assert workers.restarts == 2
+        assert await workers.run(0.1) == "slept 0.1"  # the pool works again
     finally:
         workers.shutdown()
 
