@@ -6,7 +6,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin
 STAMP := $(VENV)/.installed
 STYLES := classical renaissance folk chinese celtic
 
-.PHONY: run test deps system-deps lint bench train-all evaluate
+.PHONY: run test deps system-deps lint bench train-all train-harmony evaluate
 
 run: deps
 	$(PY) -m bot
@@ -37,7 +37,11 @@ bench: deps
 
 # Rebuilds what ships: each style's recipe is in composer/styles.py (1 thread each: `make -j2 train-all`
 # trains two styles at a time on a 2-core machine).
-train-all: $(addprefix train-,$(STYLES))
+train-all: $(addprefix train-,$(STYLES)) train-harmony
+
+# The harmoniser (models/_harmony/chorales): chords learnt from the Bach chorales, a minute or two.
+train-harmony: deps
+	$(PY) -m composer train-harmony
 
 train-%: deps
 	$(PY) -m composer train --style $* --corpus

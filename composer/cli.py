@@ -104,9 +104,18 @@ def _compose(args: argparse.Namespace) -> int:
     outs = [_numbered(args.out, i, args.count) for i in range(args.count)]
     for i, out in enumerate(outs):
         composition = compose(replace(request, seed=(seed + i) % (MAX_SEED + 1)), library)
-        midi = composition.midi_bytes()
+        chords: list[tuple[int, str]] = []
+        if args.accompaniment:
+            from composer.arrange import arrange, lead_style
+            from composer.midi_writer import melody_to_midi
+
+            arrangement = arrange(composition.melody, lead_style(composition.mix))
+            midi, chords = melody_to_midi(composition.melody, arrangement.tracks), arrangement.symbols()
+            described = f"{composition.description()}; {arrangement.plan} accompaniment"
+        else:
+            midi, described = composition.midi_bytes(), composition.description()
         out.write_bytes(midi)
-        print(f"{out}: {composition.description()}")
+        print(f"{out}: {described}")
         if args.audio is not None:
             from composer.audio import render_ogg
 
@@ -117,8 +126,27 @@ def _compose(args: argparse.Namespace) -> int:
             from composer.score import render_png
 
             score = _numbered(args.score, i, args.count)
-            score.write_bytes(render_png(composition.melody, f"{mix_label(composition.mix)} melody"))
+            score.write_bytes(render_png(composition.melody, f"{mix_label(composition.mix)} melody",
+                                         chords=chords))
             print(f"{score}: sheet music")
+    return 0
+
+
+def _train_harmony(args: argparse.Namespace) -> int:
+    from composer.harmony_eval import train_harmony
+
+    command = f"python -m composer train-harmony --cache {args.cache}"
+    card = train_harmony(args.cache, args.out, command)
+    ev = card["evaluation"]
+    print(f"harmoniser: {card['chorales']} chorales, test accuracy {ev['accuracy']:.1%} "
+          f"(baseline {ev['baseline_accuracy']:.1%}) -> {args.out}")
+    return 0
+
+
+def _evaluate_harmony(args: argparse.Namespace) -> int:
+    from composer.harmony_eval import evaluate_harmony, report_lines
+
+    print("\n".join(report_lines(evaluate_harmony(args.cache, args.models, args.melodies))))
     return 0
 
 
@@ -200,7 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--score", type=Path, help="also write the sheet music as PNG")
     compose.add_argument("--soundfont", type=Path, help="General MIDI soundfont (default: $SOUNDFONT, "
                                                         "else Debian's FluidR3_GM)")
+    compose.add_argument("--accompaniment", action=argparse.BooleanOptionalAction, default=True,
+                         help="chords and a bass line in the style under the melody (MIDI tracks, audio, "
+                              "chord symbols on the score; default on)")
     compose.set_defaults(func=_compose)
+
+    from composer.harmony import DEFAULT_MODEL_DIR
+
+    harmony = sub.add_parser("train-harmony", help="learn the harmoniser from the Bach chorales (music21)")
+    harmony.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="parsed-corpus cache folder")
+    harmony.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="folder for the model and card")
+    harmony.set_defaults(func=_train_harmony)
+
+    check = sub.add_parser("evaluate-harmony", help="the harmoniser's checks on held-out chorales and on "
+                                                     "composed melodies")
+    check.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="parsed-corpus cache folder")
+    check.add_argument("--melodies", type=int, default=20, help="melodies per style to arrange (0: skip)")
+    check.set_defaults(func=_evaluate_harmony)
     return parser
 
 

@@ -46,6 +46,8 @@ def parse_chorale(path: Path) -> dict | None:
         key = score.analyze("key")
     except Exception:
         return None
+    from composer.corpus import _pickup_shift  # the melody corpus's own alignment of an anacrusis
+
     shift = _pickup_shift(parts[0], ts)
     voices = []
     for part in parts:
@@ -63,15 +65,6 @@ def parse_chorale(path: Path) -> dict | None:
         voices.append(notes)
     return {"file": path.name, "tonic": key.tonic.pitchClass, "minor": key.mode == "minor",
             "time_signature": list(ts), "voices": voices}
-
-
-def _pickup_shift(part, ts: tuple[int, int]) -> float:
-    measures = part.getElementsByClass("Measure")
-    if len(measures) < 2:
-        return 0.0
-    bar = 4.0 * ts[0] / ts[1]
-    first = float(measures[0].highestTime)
-    return bar - first if 0 < first < bar else 0.0
 
 
 def load_chorales(cache_dir: Path, files: list[Path] | None = None, verbose: bool = True) -> list[dict]:

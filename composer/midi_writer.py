@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pretty_midi
 
 from composer.melody import Melody
 
+if TYPE_CHECKING:
+    from composer.arrange import Track
+
 VELOCITY = 96
 
 
-def melody_to_pretty_midi(melody: Melody) -> pretty_midi.PrettyMIDI:
+def melody_to_pretty_midi(melody: Melody, accompaniment: Sequence[Track] = ()) -> pretty_midi.PrettyMIDI:
+    """The melody as the first track, then one track per ``composer.arrange.Track`` (same step grid)."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(melody.tempo_bpm))
     num, den = melody.time_signature
     step = melody.seconds_per_step
@@ -31,6 +37,15 @@ def melody_to_pretty_midi(melody: Melody) -> pretty_midi.PrettyMIDI:
     for pitch, start, end in melody.notes():
         instrument.notes.append(pretty_midi.Note(VELOCITY, pitch, (start - skip) * step, (end - skip) * step))
     pm.instruments.append(instrument)
+    for track in accompaniment:
+        part = pretty_midi.Instrument(program=track.program, name=track.name)
+        part.control_changes.append(pretty_midi.ControlChange(7, track.volume, 0.0))
+        for pitch, start, end, velocity in track.notes:
+            start = max(start, skip)
+            if end > start:
+                part.notes.append(
+                    pretty_midi.Note(velocity, pitch, (start - skip) * step, (end - skip) * step))
+        pm.instruments.append(part)
     return pm
 
 
@@ -43,8 +58,8 @@ def pickup_signature(steps: int) -> tuple[int, int]:
     return steps, 16
 
 
-def melody_to_midi(melody: Melody) -> bytes:
-    """Standard MIDI File bytes of the melody."""
+def melody_to_midi(melody: Melody, accompaniment: Sequence[Track] = ()) -> bytes:
+    """Standard MIDI File bytes of the melody (and its accompaniment tracks, if any)."""
     buffer = io.BytesIO()
-    melody_to_pretty_midi(melody).write(buffer)
+    melody_to_pretty_midi(melody, accompaniment).write(buffer)
     return buffer.getvalue()

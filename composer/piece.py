@@ -11,12 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from composer.arrange import arrange, lead_style
 from composer.audio import render_ogg
 from composer.compose import MAX_TEMPO, ComposeRequest, Composition, compose
 from composer.errors import RenderError
 from composer.extract import melody_from_midi
+from composer.harmony import HarmonyError
 from composer.instruments import instrument_name
 from composer.melody import Melody
+from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
 from composer.score import render_png
 
@@ -59,6 +62,9 @@ class Piece:
     cut_from_bars: int | None = None
     #: Set when the piece was played faster to fit ``max_seconds``: the tempo it had.
     sped_up_from: float | None = None
+    #: The arrangement under the melody (``composer.arrange``: "classical", "folk", "default"...), None
+    #: without accompaniment.
+    accompaniment: str | None = None
 
 
 def make_piece(
@@ -71,11 +77,14 @@ def make_piece(
     title: str = "",
     audio_timeout: float = 30.0,
     max_seconds: float = MAX_PIECE_SECONDS,
+    accompaniment: bool = True,
 ) -> Piece:
     """Compose ``request`` (continuing ``primer``, or the melody of ``primer_midi``, if given) and render it.
 
     A piece longer than ``max_seconds`` is composed again with as many bars as fit, or, if not even
-    one new bar fits after the primer, played faster; the ``Piece`` says which.
+    one new bar fits after the primer, played faster; the ``Piece`` says which. With ``accompaniment``
+    the whole melody (a primer's bars included) is harmonised and arranged in the lead style: the MIDI
+    and audio have the accompaniment tracks, the score chord symbols.
     Raises ``MidiError`` for an unusable primer file and other ``ComposerError`` for bad requests.
     """
     primer_info = None
@@ -96,14 +105,21 @@ def make_piece(
             time_signature=primer_melody.time_signature,
             tempo_bpm=primer_melody.tempo_bpm,
         )
-    midi = composition.midi_bytes()
     problems: list[str] = []
+    arrangement = None
+    if accompaniment:
+        try:
+            arrangement = arrange(melody, lead_style(composition.mix))
+        except HarmonyError as exc:
+            problems.append(f"accompaniment: {exc}")
+    midi = melody_to_midi(melody, arrangement.tracks) if arrangement else composition.midi_bytes()
+    chords = arrangement.symbols() if arrangement else []
     # Audio mostly waits on its subprocesses (fluidsynth, opusenc), so it overlaps the score. The score
     # stays in the calling thread: verovio fails to load its fonts when first used outside the main thread.
     with ThreadPoolExecutor(1) as pool:
         audio = pool.submit(render_ogg, midi, soundfont=soundfont, timeout=audio_timeout)
         try:
-            png = render_png(melody, title or composition.description())
+            png = render_png(melody, title or composition.description(), chords=chords)
         except RenderError as exc:
             png = None
             problems.append(f"score: {exc}")
@@ -130,6 +146,7 @@ def make_piece(
         problems=tuple(problems),
         cut_from_bars=cut_from_bars,
         sped_up_from=sped_up_from,
+        accompaniment=arrangement.plan if arrangement else None,
     )
 
 

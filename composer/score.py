@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
 import math
 import subprocess
 import threading
+from collections.abc import Sequence
 
 import music21
 import verovio
@@ -49,13 +51,15 @@ _VEROVIO_OPTIONS = {
 }
 
 
-def render_png(melody: Melody, title: str, timeout: float = 10.0) -> bytes:
+def render_png(melody: Melody, title: str, timeout: float = 10.0,
+               chords: Sequence[tuple[int, str]] = ()) -> bytes:
     """A PNG, ``PAGE_WIDTH_PX`` wide on white, of the melody in staff notation under ``title``.
 
     Treble or bass clef by range, key signature (``melody.key``, else estimated), time signature and
-    tempo; systems wrap to the page width. Raises ``RenderError`` if engraving or rasterising fails.
+    tempo; systems wrap to the page width; ``chords`` as chord symbols above the staff (a lead sheet).
+    Raises ``RenderError`` if engraving or rasterising fails.
     """
-    return _svg_to_png(_engrave(melody_to_musicxml(melody, title)), timeout)
+    return _svg_to_png(_engrave(melody_to_musicxml(melody, title, chords)), timeout)
 
 
 def _engrave(musicxml: str) -> str:
@@ -80,8 +84,9 @@ def _toolkit() -> verovio.toolkit:
     return toolkit
 
 
-def melody_to_musicxml(melody: Melody, title: str) -> str:
-    """MusicXML text of the melody (at most ``MAX_BARS`` bars) with clef, key, metre and tempo."""
+def melody_to_musicxml(melody: Melody, title: str, chords: Sequence[tuple[int, str]] = ()) -> str:
+    """MusicXML text of the melody (at most ``MAX_BARS`` bars) with clef, key, metre and tempo, and
+    ``chords`` (``(step, music21 figure)``, e.g. ``(16, "B-m")``) as chord symbols."""
     if melody.n_bars > MAX_BARS:
         title = f"{title} (bars 1–{MAX_BARS} of {math.ceil(melody.n_bars)})"
         melody = melody.bars(0, MAX_BARS)
@@ -92,22 +97,39 @@ def melody_to_musicxml(melody: Melody, title: str) -> str:
     part.append(music21.meter.TimeSignature(f"{num}/{den}"))
     part.append(music21.key.KeySignature(key.sharps))
     part.insert(0, _tempo_mark(melody.tempo_bpm))
+    # A note or rest is cut (notes tied) where a chord changes, so each symbol stands over its own beat.
+    cuts = sorted({step for step, _ in chords})
     position = 0
     for pitch, start, end in melody.notes():
-        if start > position:
-            part.append(music21.note.Rest(quarterLength=(start - position) / STEPS_PER_QUARTER))
-        part.append(music21.note.Note(_pitch(pitch, names), quarterLength=(end - start) / STEPS_PER_QUARTER))
+        for a, b in _pieces(position, start, cuts):
+            part.append(music21.note.Rest(quarterLength=(b - a) / STEPS_PER_QUARTER))
+        pieces = _pieces(start, end, cuts)
+        for i, (a, b) in enumerate(pieces):
+            note = music21.note.Note(_pitch(pitch, names), quarterLength=(b - a) / STEPS_PER_QUARTER)
+            if len(pieces) > 1:
+                kind = "start" if i == 0 else "stop" if i == len(pieces) - 1 else "continue"
+                note.tie = music21.tie.Tie(kind)
+            part.append(note)
         position = end
     total = max(1, -(-melody.n_steps // melody.steps_per_bar)) * melody.steps_per_bar
-    if total > position:  # close the last bar with a rest
-        part.append(music21.note.Rest(quarterLength=(total - position) / STEPS_PER_QUARTER))
+    for a, b in _pieces(position, total, cuts):  # close the last bar with a rest
+        part.append(music21.note.Rest(quarterLength=(b - a) / STEPS_PER_QUARTER))
     part.insert(0, music21.clef.bestClef(part, allowTreble8vb=True, recurse=False))
+    for step, figure in chords:
+        if step < min(melody.n_steps, MAX_BARS * melody.steps_per_bar):
+            part.insert(step / STEPS_PER_QUARTER, music21.harmony.ChordSymbol(figure))
     if melody.pickup_steps:
         _write_anacrusis(part)
     score = music21.stream.Score([part])
     score.metadata = music21.metadata.Metadata(title=title)
     exporter = music21.musicxml.m21ToXml.GeneralObjectExporter(score)
     return exporter.parse().decode("utf-8")
+
+
+def _pieces(start: int, end: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` cut at the steps in ``cuts`` (sorted); empty when ``end <= start``."""
+    bounds = [start, *(c for c in cuts if start < c < end), end]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _write_anacrusis(part: music21.stream.Part) -> None:
