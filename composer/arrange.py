@@ -266,16 +266,19 @@ def _oompah(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, 
     beats = max(1, bar // beat)
     sounding = _melody_at(melody)
     bass, chords = [], []
-    last_bass, last_chord, alternate = 43, None, False
+    last_bass, last_chord, alternate, last_top = 43, None, False, None
     end_of = harmony.chords[-1].end
     for step, index, chord in _beat_onsets(melody, harmony):
         is_bass = index == 0 or (beats % 2 == 0 and index % 2 == 0)
         if is_bass:
             alternate = chord is last_chord and not alternate
-            pc = chord.pitch_classes[2] if alternate else chord.root
-            last_bass = _bass_pitch(pc, last_bass, 38, 52)
+            top = int(sounding[step]) if sounding[step] >= 0 else None
+            if alternate:
+                last_bass = _bass_pitch(chord.pitch_classes[2], last_bass, 38, 52)
+            else:
+                last_bass = _pick_bass(chord, last_bass, last_top, top, 38, 52, chord is harmony.chords[-1])
             bass.append((last_bass, step, min(step + beat, end_of), BASS_VELOCITY))
-            last_chord = chord
+            last_chord, last_top = chord, top
         else:
             top = int(sounding[step]) if sounding[step] >= 0 else 72
             length = max(1, beat // 2)
@@ -308,14 +311,31 @@ STRUMS = {(6, 8): (0, 4, 6, 10), (9, 8): (0, 4, 6, 10, 12, 16), (12, 8): (0, 4, 
           (4, 4): (0, 4, 6, 8, 12, 14), (2, 4): (0, 4, 6), (3, 4): (0, 4, 8), (2, 2): (0, 4, 6, 8, 12, 14)}
 
 
-def _guitar_voicing(chord: Chord) -> list[int]:
-    """Root low, then fifth, octave and third above, as a guitarist's open chord lies."""
+def _guitar_voicing(chord: Chord, bass: int) -> list[int]:
+    """``bass``, then the root's fifth, octave and third above, as a guitarist's open chord lies."""
     root = _bass_pitch(chord.root, 45, 40, 51)
     pcs = chord.pitch_classes
     upper = [root + ((pcs[2] - root) % 12), root + 12, root + 12 + ((pcs[1] - root) % 12)]
     if chord.quality == "7":
         upper.append(root + 12 + ((pcs[3] - root) % 12))
-    return [root, *sorted(upper)]
+    return [bass, *sorted(u for u in upper if u > bass)]
+
+
+def _pick_bass(chord: Chord, previous: int, previous_top: int | None, top: int | None, low: int, high: int,
+               final: bool) -> int:
+    """The chord's root in the bass, or its fifth or third where the root would move in parallel fifths
+    or octaves with the melody (the last chord keeps its root)."""
+    pcs = chord.pitch_classes
+    options = [(pcs[0], 0.0)] if final else [(pcs[0], 0.0), (pcs[2], 2.5), (pcs[1], 3.5)]
+    best, best_cost = previous, float("inf")
+    for pc, cost in options:
+        pitch = _bass_pitch(pc, previous, low, high)
+        cost += 0.15 * abs(pitch - previous)
+        if previous_top is not None and top is not None and _parallel(previous_top, top, previous, pitch):
+            cost += 10.0
+        if cost < best_cost:
+            best, best_cost = pitch, cost
+    return best
 
 
 def _strum(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, ...]:
@@ -327,6 +347,8 @@ def _strum(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, .
     onsets = sorted({b + o for b in range(0, end_of, bar) for o in pattern if first <= b + o < end_of}
                     | {c.start for c in harmony.chords})
     last = harmony.chords[-1]
+    sounding = _melody_at(melody)
+    low, low_top, low_chord = 45, None, None
     for step, nxt in itertools.pairwise([*onsets, end_of]):
         chord = harmony.at(step)
         if chord is None:
@@ -334,11 +356,15 @@ def _strum(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, .
         if chord is last and step > last.start:
             continue  # the last chord is struck once and rings
         stop = end_of if chord is last else nxt
-        voicing = _guitar_voicing(chord)
+        if chord is not low_chord:
+            top = int(sounding[step]) if sounding[step] >= 0 else None
+            low = _pick_bass(chord, low, low_top, top, 40, 52, chord is last)
+            low_chord, low_top = chord, top
+        voicing = _guitar_voicing(chord, low)
         accent = step % melody.beat_steps == 0
         velocity = ACCOMPANIMENT_VELOCITY + (6 if accent else -8)
-        if step % bar == 0 or step == chord.start:
-            bass.append((voicing[0], step, stop, BASS_VELOCITY))
+        if step % bar == 0 or step == chord.start:  # the bass note rings to the chord's end or the bar line
+            bass.append((low, step, min(chord.end, (step // bar + 1) * bar), BASS_VELOCITY))
         strums += [(p, step, stop, velocity) for p in voicing[1:]]
     return (Track(plan.names[0], plan.programs[0], tuple(_dedupe(bass))),
             Track(plan.names[1], plan.programs[1], tuple(_dedupe(strums))))
@@ -347,11 +373,13 @@ def _strum(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, .
 def _block(melody: Melody, harmony: Harmonisation, plan: Plan) -> tuple[Track, ...]:
     sounding = _melody_at(melody)
     bass, chords = [], []
-    last_bass = 43
+    last_bass, last_top = 43, None
     for start, end, chord in _slots(harmony):
-        last_bass = _bass_pitch(chord.root, last_bass, 36, 52)
+        top = int(sounding[start]) if sounding[start] >= 0 else None
+        last_bass = _pick_bass(chord, last_bass, last_top, top, 36, 52, chord is harmony.chords[-1])
+        last_top = top
         bass.append((last_bass, start, end, BASS_VELOCITY))
-        top = int(sounding[start]) if sounding[start] >= 0 else 72
+        top = top if top is not None else 72
         chords += [(p, start, end, ACCOMPANIMENT_VELOCITY) for p in _close_chord(chord, top, 52)]
     return (Track(plan.names[0], plan.programs[0], tuple(_dedupe(bass))),
             Track(plan.names[1], plan.programs[1], tuple(_dedupe(chords))))
