@@ -158,13 +158,14 @@ def _numbered(path: Path, index: int, count: int) -> Path:
 def _evaluate(args: argparse.Namespace) -> int:
     from composer.evaluate import evaluate_all, nll_table, quality_rows, quality_table
 
-    cards = evaluate_all(args.models, args.cache)
+    styles = [s for s in (args.styles or "").split(",") if s] or None
+    cards = evaluate_all(args.models, args.cache, styles)
     if not cards:
         raise UsageError(f"no trained models in {args.models}")
     print(nll_table(cards))
     if args.melodies:
         print()
-        print(quality_table(quality_rows(args.models, args.melodies)))
+        print(quality_table(quality_rows(args.models, args.melodies, styles=styles)))
     return 0
 
 
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")
     evaluate.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="parsed-corpus cache folder")
+    evaluate.add_argument("--styles", help="comma-separated styles to score (default: all)")
     evaluate.add_argument("--melodies", type=int, default=100,
                           help="melodies per style to generate for the feature comparison (0: skip)")
     evaluate.set_defaults(func=_evaluate)

@@ -210,7 +210,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     model_key = (NORMAL_TONIC[minor], minor) if rep.key_policy == "normalise" else None
     samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
                      rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
-                     top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key)
+                     top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
+                     repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, model_key)))
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)

@@ -76,24 +76,30 @@ Batch = tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray,
 
 def batches(rep: Representation, melodies: list[Melody], batch_size: int, multiple: int = 32) -> list[Batch]:
     """Padded ``((tokens, positions, bars_left, control), targets, weights)`` batches, grouped by length."""
+    return [pad(group, multiple) for group in example_groups(rep, melodies, batch_size)]
+
+
+def example_groups(rep: Representation, melodies: list[Melody], batch_size: int) -> list[list[Example]]:
+    """The melodies' examples sorted by length, in groups of ``batch_size``."""
     items = examples(rep, melodies)
     items.sort(key=lambda e: len(e.tokens))
-    out = []
-    for i in range(0, len(items), batch_size):
-        group = items[i : i + batch_size]
-        steps = -(-max(len(e.tokens) for e in group) // multiple) * multiple
-        tokens = np.full((len(group), steps), PAD, np.int32)
-        positions = np.zeros((len(group), steps), np.int32)
-        left = np.zeros((len(group), steps), np.int32)
-        control = np.zeros((len(group), steps), np.int32)
-        targets = np.full((len(group), steps), PAD, np.int32)
-        weights = np.zeros((len(group), steps), np.float32)
-        for row, e in enumerate(group):
-            n = len(e.tokens)
-            tokens[row, :n], positions[row, :n], left[row, :n] = e.tokens, e.positions, e.bars_left
-            control[row, :n], targets[row, :n], weights[row, :n] = e.control, e.targets, e.weights
-        out.append(((tokens, positions, left, control), targets, weights))
-    return out
+    return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+
+def pad(group: list[Example], multiple: int = 32) -> Batch:
+    """One padded batch of examples (length rounded up to ``multiple``)."""
+    steps = -(-max(len(e.tokens) for e in group) // multiple) * multiple
+    tokens = np.full((len(group), steps), PAD, np.int32)
+    positions = np.zeros((len(group), steps), np.int32)
+    left = np.zeros((len(group), steps), np.int32)
+    control = np.zeros((len(group), steps), np.int32)
+    targets = np.full((len(group), steps), PAD, np.int32)
+    weights = np.zeros((len(group), steps), np.float32)
+    for row, e in enumerate(group):
+        n = len(e.tokens)
+        tokens[row, :n], positions[row, :n], left[row, :n] = e.tokens, e.positions, e.bars_left
+        control[row, :n], targets[row, :n], weights[row, :n] = e.control, e.targets, e.weights
+    return (tokens, positions, left, control), targets, weights
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from composer.corpus import CorpusReport
-from composer.dataset import PreparedData, batches, save_melodies, token_sequences
+from composer.dataset import PreparedData, example_groups, pad, save_melodies, token_sequences
 from composer.lstm import LstmModel, log_softmax
 from composer.melody import Melody
 from composer.ngram import (
@@ -22,34 +22,44 @@ from composer.ngram import (
     pitch_cross_entropy_bits,
     tune_ltm_stm,
 )
+from composer.repetition import RepetitionModel, tune
 from composer.representation import FIRST_PITCH_ID, Representation
 
 TEST_SPLIT_FILE = "test_split.npz"
 
 
-def model_scores(model: LstmModel, rep: Representation, melodies: list[Melody],
-                 batch_size: int = 64) -> tuple[float, float]:
-    """The numpy model's mean negative log-likelihood per target step (nats), and its pitch cross-entropy
-    at note onsets (bits per note, Pearce 2005)."""
-    total, count = 0.0, 0
-    onset_bits, onsets = 0.0, 0
-    pitch_ids = np.arange(FIRST_PITCH_ID, rep.vocab_size)
-    for inputs, targets, weights in batches(rep, melodies, batch_size):
+def teacher_forced(model: LstmModel, rep: Representation, melodies: list[Melody],
+                   batch_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Per scored sequence of the melodies: the numpy model's next-step log-probabilities ``(T, V)``, the
+    targets ``(T,)`` (steps of weight 0, such as the END of a chunk cut from a longer piece, left out) and
+    the steps per bar."""
+    out_logp, out_targets, out_spb = [], [], []
+    for group in example_groups(rep, melodies, batch_size):
+        inputs, targets, weights = pad(group)
         logp = log_softmax(model.forward(inputs))
-        picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-        total -= float((picked * weights).sum())
-        count += int(weights.sum())
-        n = int(((targets >= FIRST_PITCH_ID) & (weights > 0)).sum())
-        if n:
-            onset_bits += n * pitch_cross_entropy_bits(logp, targets, pitch_ids, weights)
-            onsets += n
-    return total / max(count, 1), onset_bits / max(onsets, 1)
+        for row, example in enumerate(group):
+            keep = weights[row] > 0
+            out_logp.append(logp[row][keep])
+            out_targets.append(targets[row][keep].astype(np.int64))
+            out_spb.append(example.steps_per_bar)
+    return out_logp, out_targets, out_spb
 
 
-def sequence_nll(model: LstmModel, rep: Representation, melodies: list[Melody],
-                 batch_size: int = 64) -> float:
-    """Mean negative log-likelihood per target step (nats) of the numpy model."""
-    return model_scores(model, rep, melodies, batch_size)[0]
+def model_scores(model: LstmModel, rep: Representation, melodies: list[Melody],
+                 repetition: RepetitionModel | None = None) -> tuple[float, float]:
+    """The model's (mixed with ``repetition``, if given) mean negative log-likelihood per target step
+    (nats), and its pitch cross-entropy at note onsets (bits per note, Pearce 2005)."""
+    logps, targets, spbs = teacher_forced(model, rep, melodies)
+    if repetition is not None:
+        logps = [repetition.mix_sequence(lp, y, spb) for lp, y, spb in zip(logps, targets, spbs, strict=True)]
+    logp, target = np.concatenate(logps), np.concatenate(targets)
+    nll = -float(logp[np.arange(len(target)), target].mean())
+    return nll, pitch_cross_entropy_bits(logp, target, np.arange(FIRST_PITCH_ID, rep.vocab_size))
+
+
+def sequence_nll(model: LstmModel, rep: Representation, melodies: list[Melody]) -> float:
+    """Mean negative log-likelihood per target step (nats) of the numpy model alone."""
+    return model_scores(model, rep, melodies)[0]
 
 
 def ngram_baselines(data: PreparedData) -> dict:
@@ -94,7 +104,12 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
     meta = json.loads((model_dir / "config.json").read_text())
     split, rep = data.split, data.rep
     baselines = ngram_baselines(data)
+    # The short-term repetition model, tuned on validation, ships in the config the sampler reads.
+    repetition, _ = tune(*teacher_forced(model, rep, split.validation))
+    meta["repetition"] = repetition.to_config()
+    (model_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     test_nll, pitch_bits = model_scores(model, rep, split.test)
+    with_repetition = model_scores(model, rep, split.test, repetition)
     save_melodies(model_dir / TEST_SPLIT_FILE, split.test)
     card = {
         "style": meta["style"],
@@ -118,6 +133,9 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
         "validation_nll": round(sequence_nll(model, rep, split.validation), 4),
         "test_nll": round(test_nll, 4),
         "pitch_bits": round(pitch_bits, 3),
+        "repetition": repetition.to_config(),
+        "test_nll_with_repetition": round(with_repetition[0], 4),
+        "pitch_bits_with_repetition": round(with_repetition[1], 3),
         **baselines,
         "uniform_nll": round(float(np.log(rep.vocab_size)), 4),
     }
@@ -160,30 +178,35 @@ PUBLISHED_PITCH_BITS = {"classical": "2.347 (1.953 multi-feature), Bach chorales
 
 
 def nll_table(cards: list[dict]) -> str:
-    """Test NLL (nats per step) against the n-gram and LTM+STM baselines, and pitch cross-entropy at note
-    onsets (bits per note) of each, beside Pearce's published figures."""
-    header = ("style", "pieces", "params", "train s", "LSTM", "n-gram", "LTM+STM", "bits/note", "n-gram",
-              "LTM+STM", "Pearce 2005")
-    rows = ["{:<12} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>10} {:>7} {:>8}  {}".format(*header)]
+    """Test NLL (nats per step) and pitch cross-entropy at note onsets (bits per note) of the LSTM alone,
+    the LSTM with its repetition model (what the sampler plays), the n-gram and the n-gram with its
+    short-term model (LTM+STM), beside Pearce's published figures."""
+    header = ("style", "pieces", "train s", "LSTM", "+rep.", "n-gram", "LTM+STM", "| bits:", "LSTM", "+rep.",
+              "n-gram", "LTM+STM", "Pearce 2005")
+    rows = ["{:<12} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>6} {:>6} {:>6} {:>7} {:>8}  {}".format(*header)]
     for c in cards:
-        rows.append(f"{c['style']:<12} {c['pieces']:>7} {c['parameters']:>8} {c['train_seconds']:>7} "
-                    f"{c['test_nll']:>7.4f} {c['ngram_test_nll']:>7.4f} {c.get('ltm_stm_test_nll', 0):>8.4f} "
-                    f"{c.get('pitch_bits', 0):>10.3f} {c.get('ngram_pitch_bits', 0):>7.3f} "
-                    f"{c.get('ltm_stm_pitch_bits', 0):>8.3f}  {PUBLISHED_PITCH_BITS.get(c['style'], '')}")
+        rows.append(f"{c['style']:<12} {c['pieces']:>6} {c['train_seconds']:>7} {c['test_nll']:>7.4f} "
+                    f"{c.get('test_nll_with_repetition', float('nan')):>7.4f} {c['ngram_test_nll']:>7.4f} "
+                    f"{c.get('ltm_stm_test_nll', float('nan')):>8.4f} {'|':>6} "
+                    f"{c.get('pitch_bits', 0):>6.2f} "
+                    f"{c.get('pitch_bits_with_repetition', 0):>6.2f} {c.get('ngram_pitch_bits', 0):>7.2f} "
+                    f"{c.get('ltm_stm_pitch_bits', 0):>8.2f}  {PUBLISHED_PITCH_BITS.get(c['style'], '')}")
     return "\n".join(rows)
 
 
 TRAINING_KEYS = ("architecture", "epochs", "train_seconds", "machine", "recipe", "command")
 
 
-def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
-    """Recompute every built-in style's scores from its corpus and rewrite its card."""
+def evaluate_all(models_dir: Path, cache_dir: Path, styles: list[str] | None = None) -> list[dict]:
+    """Recompute every built-in style's (or ``styles``') scores from its corpus and rewrite its card."""
     from composer.corpus import build_style_corpus
     from composer.dataset import prepare
     from composer.styles import BUILTIN_STYLES
 
     cards = []
     for card_path in sorted(models_dir.glob("*/card.json")):
+        if styles and card_path.parent.name not in styles:
+            continue
         old = json.loads(card_path.read_text())
         style = old["style"]
         if style not in BUILTIN_STYLES:
@@ -198,7 +221,8 @@ def evaluate_all(models_dir: Path, cache_dir: Path) -> list[dict]:
     return cards
 
 
-def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tuple[str, dict, dict]]:
+def quality_rows(models_dir: Path, count: int = 100, bars: int = 16,
+                 styles: list[str] | None = None) -> list[tuple[str, dict, dict]]:
     """Per style: MGEval-style feature overlaps of ``count`` generated melodies with the test split
     (cut to the same length), and the ceiling (two halves of the test split). A style trained with keys
     normalised has its test split in C major / A minor, so its melodies are compared there too."""
@@ -210,6 +234,8 @@ def quality_rows(models_dir: Path, count: int = 100, bars: int = 16) -> list[tup
     library = ModelLibrary(models_dir)
     rows = []
     for info in library.styles():
+        if styles and info.name not in styles:
+            continue
         test = load_melodies(models_dir / info.name / TEST_SPLIT_FILE)
         real = [c for m in test for c in chunks(m, bars * m.steps_per_bar)]
         generated = [compose(ComposeRequest(info.name, bars=bars, seed=seed), library).melody

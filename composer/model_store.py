@@ -6,11 +6,12 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from composer.errors import StyleError
 from composer.lstm import LstmModel
+from composer.repetition import RepetitionModel
 from composer.representation import Representation
 from composer.sampler import Mixture
 
@@ -33,6 +34,8 @@ class StyleInfo:
     program: int
     tempo_bpm: float
     representation: Representation
+    #: The short-term model mixed into the sampler's distribution (tuned on validation, off if absent).
+    repetition: RepetitionModel = field(default_factory=RepetitionModel)
 
     @property
     def time_signature(self) -> tuple[int, int]:
@@ -46,7 +49,8 @@ class StyleInfo:
     @classmethod
     def from_config(cls, name: str, config: dict) -> StyleInfo:
         return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
-                   float(config.get("tempo_bpm", 120)), Representation.from_config(config["representation"]))
+                   float(config.get("tempo_bpm", 120)), Representation.from_config(config["representation"]),
+                   RepetitionModel.from_config(config.get("repetition")))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class Example:
     control: int
     targets: np.ndarray
     weights: np.ndarray
+    steps_per_bar: int
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class Representation:
             if not final:
                 weights[-1] = 0.0
             out.append(Example(self.sequence_inputs(targets), steps % spb,
-                               self.bars_left(steps, spb, total_bars), control, targets, weights))
+                               self.bars_left(steps, spb, total_bars), control, targets, weights, spb))
         return out
 
     # --- persistence ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import threadpoolctl
 
 from composer.keys import estimate_keys, stable_degrees
 from composer.lstm import LstmModel, ModelConfig
+from composer.repetition import RepetitionModel
 from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation
 
 #: Factor on the probability of the tonic, third and fifth as note onsets in the final bar.
@@ -246,6 +247,7 @@ def sample(
     primer: Sequence[int] = (),
     cadence_from: int | None = None,
     key: tuple[int, bool] | None = None,
+    repetition: RepetitionModel | None = None,
 ) -> Samples:
     """Sample ``candidates`` continuations of ``steps`` target ids after ``primer`` (target ids, starting
     at a bar line), in one batch. The piece ends after ``primer + steps`` steps: each step's bars-left
@@ -255,7 +257,7 @@ def sample(
     its top-p nucleus. Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST
     in silence); without a primer the first bar cannot stay silent (a late start is an anacrusis at most).
     From step ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured
-    as onsets.
+    as onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
     """
     pin_blas_to_one_thread()
     total = len(primer) + steps
@@ -272,6 +274,9 @@ def sample(
     for state in states:
         state.select(np.zeros(candidates, np.intp))
     probs = np.repeat(probs, candidates, axis=0)
+    history = np.tile(primer_ids, (candidates, 1))
+    repeats = (repetition or RepetitionModel()).start(history, total, steps_per_bar)
+    probs = repeats.mix(probs)
     sounding = np.full(candidates, -1)
     phase = np.full(candidates, _FIRST)
     if len(primer):
@@ -308,7 +313,8 @@ def sample(
         fed = rep.input_ids(chosen, sounding)
         sounding = rep.next_sounding(chosen, sounding)
         k = len(primer) + t + 1
-        probs = mixture.step(states, fed, k % steps_per_bar, left(k))
+        repeats.push(chosen)
+        probs = repeats.mix(mixture.step(states, fed, k % steps_per_bar, left(k)))
     picked[steps] = probs[:, END]
     log_likelihood = np.log(np.maximum(picked, _TINY)).mean(axis=0)
     return Samples(tokens, log_likelihood)

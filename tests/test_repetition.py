@@ -1,0 +1,65 @@
+"""The short-term repetition model: the same numbers step by step as over whole sequences; it helps where
+tunes repeat and is tuned off where they do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from composer.lstm import LstmModel
+from composer.repetition import RepetitionModel, tune
+from composer.representation import FIRST_PITCH_ID, HOLD_ID, Representation
+from composer.sampler import Mixture, sample
+
+V = 42
+SPB = 4
+
+
+def _uniform(n: int) -> np.ndarray:
+    return np.full((n, V), -np.log(V))
+
+
+def test_step_by_step_equals_the_whole_sequence() -> None:
+    rng = np.random.default_rng(0)
+    bar = rng.integers(FIRST_PITCH_ID, V, SPB)
+    ids = np.concatenate([bar, bar, rng.integers(FIRST_PITCH_ID, V, SPB), bar, bar, bar])
+    model = RepetitionModel(0.6, 3.0)
+    whole = model.mix_sequence(_uniform(len(ids)), ids, SPB)
+    state = model.start(ids[None, :3], len(ids), SPB)
+    for t in range(3, len(ids)):
+        stepped = state.mix(np.full((1, V), 1.0 / V))
+        np.testing.assert_allclose(np.log(stepped[0]), whole[t], atol=1e-9)
+        state.push(ids[t : t + 1])
+
+
+def test_a_repeated_bar_is_expected_again() -> None:
+    bar = np.array([FIRST_PITCH_ID + 3, HOLD_ID, FIRST_PITCH_ID + 5, FIRST_PITCH_ID + 7])
+    ids = np.tile(bar, 4)
+    mixed = RepetitionModel(0.8, 2.0).mix_sequence(_uniform(len(ids)), ids, SPB)
+    picked = mixed[np.arange(len(ids)), ids]
+    assert np.allclose(picked[:5], -np.log(V))  # nothing to repeat yet
+    assert picked[-1] > np.log(0.5)  # the fourth time round, the bar is expected
+    assert RepetitionModel(0.0).mix_sequence(_uniform(4), ids[:4], SPB) is not None
+
+
+def test_tuning_turns_it_on_for_repeating_tunes_and_off_for_random_ones() -> None:
+    rng = np.random.default_rng(1)
+    repeating = [np.tile(rng.integers(FIRST_PITCH_ID, V, 2 * SPB), 6) for _ in range(5)]
+    random = [rng.integers(FIRST_PITCH_ID, V, 48) for _ in range(5)]
+    on, nll_on = tune([_uniform(len(y)) for y in repeating], repeating, [SPB] * 5)
+    off, _ = tune([_uniform(len(y)) for y in random], random, [SPB] * 5)
+    assert on.weight >= 0.5 and nll_on < np.log(V) / 2
+    assert off.weight <= 0.2 < on.weight
+    assert RepetitionModel.from_config(on.to_config()) == on and RepetitionModel.from_config(None).weight == 0
+
+
+def test_the_sampler_repeats_more_with_it(untrained_models_dir: Path) -> None:
+    mixture = Mixture([LstmModel.load(untrained_models_dir / "alpha")], [1.0])
+
+    def same_as_a_bar_before(repetition: RepetitionModel | None) -> float:
+        tokens = sample(mixture, Representation(), steps=16 * 16, steps_per_bar=16, candidates=8,
+                        rng=np.random.default_rng(3), controls=[2], repetition=repetition).tokens
+        return float((tokens[:, 16:] == tokens[:, :-16]).mean())
+
+    assert same_as_a_bar_before(RepetitionModel(0.9, 2.0)) > 2 * same_as_a_bar_before(None)
