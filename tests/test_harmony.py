@@ -279,3 +279,32 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         load_model(tmp_path / "none.npz")
     model = load_model()
     assert ACCOMPANIMENT_VELOCITY < VELOCITY and model.log_trans.shape[-1] == 48
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_any_melody_in_any_metre_gets_a_playable_arrangement(seed: int) -> None:
+    import random
+
+    from composer.melody import REST, canonical
+
+    rng = random.Random(seed)
+    for _ in range(8):
+        ts = rng.choice([(4, 4), (3, 4), (6, 8), (2, 2), (4, 2), (5, 4), (7, 8), (9, 8), (12, 8)])
+        spb = Melody((), time_signature=ts).steps_per_bar
+        events: list[int] = []
+        while len(events) < spb * 3:
+            length = rng.choice([1, 2, 3, 4, 6, 8])
+            events += ([REST] if rng.random() < 0.15 else [rng.randint(36, 96)]) + [HOLD] * (length - 1)
+        if rng.random() < 0.5:  # a leading rest, sometimes an anacrusis
+            lead = rng.randint(1, spb - 1)
+            events[:lead] = [REST] + [HOLD] * (lead - 1)
+        melody = Melody(tuple(canonical(events[: spb * 3])), time_signature=ts,
+                        key=rng.choice([None, "F# minor", "Bb major"]))
+        for style in [*PLANS, "custom"]:
+            arrangement = arrange(melody, style)
+            for track in arrangement.tracks:
+                assert all(0 <= p <= 127 and 0 <= s < e <= melody.n_steps for p, s, e, _ in track.notes)
+            if arrangement.harmony is not None:
+                first = arrangement.harmony.chords[0].start
+                assert first == melody.first_onset and arrangement.harmony.chords[-1].end == melody.n_steps
+            pretty_midi.PrettyMIDI(io.BytesIO(melody_to_midi(melody, arrangement.tracks)))
