@@ -29,6 +29,7 @@ from bot.settings import (
     TEMPO_RANGE,
     InvalidValue,
     Settings,
+    parse_accompaniment,
     parse_bars,
     parse_language,
     parse_style,
@@ -82,7 +83,8 @@ async def help_command(update: Update, context: BotContext) -> None:
 
 def _params(found: Services, settings: Settings, style: str | None = None) -> dict[str, Any]:
     return {"style": style or found.style_of(settings), "bars": settings.bars,
-            "temperature": settings.temperature, "tempo": settings.tempo, "instrument": settings.instrument}
+            "temperature": settings.temperature, "tempo": settings.tempo, "instrument": settings.instrument,
+            "accompaniment": settings.accompaniment}
 
 
 def _request(update: Update, lang: str, kind: str, params: dict[str, Any], **extra: Any) -> PieceRequest:
@@ -131,6 +133,8 @@ def _shown(found: Services, settings: Settings, lang: str, name: str, telegram_c
     value = getattr(settings, name)
     if name == "style":
         return found.style_of(settings)
+    if name == "accompaniment":
+        return t(lang, "value_on" if value else "value_off")
     if value is None and name in ("tempo", "instrument"):
         return t(lang, f"auto_{name}")
     if name == "language":
@@ -151,6 +155,7 @@ SETTERS: dict[str, tuple[Callable[[str, Services], Any], tuple[object, object]]]
     "tempo": (lambda text, _: parse_tempo(text), TEMPO_RANGE),
     "instrument": (lambda text, _: _parse_instrument(text), ("", "")),
     "language": (lambda text, _: parse_language(text), ("", "")),
+    "accompaniment": (lambda text, _: parse_accompaniment(text), ("", "")),
 }
 #: Settings that take ``auto`` for "back to the default".
 AUTO_SETTINGS = ("tempo", "instrument", "language")
@@ -186,7 +191,7 @@ async def settings_command(update: Update, context: BotContext) -> None:
     found, settings, lang = await user_context(update, context)
     code = update.effective_user.language_code
     shown = {n: _shown(found, settings, lang, n, code)
-             for n in ("style", "temperature", "bars", "tempo", "instrument", "language")}
+             for n in ("style", "temperature", "bars", "tempo", "instrument", "language", "accompaniment")}
     await update.effective_message.reply_text(t(lang, "settings", **shown))
 
 

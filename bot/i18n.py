@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tempo": ("Tempo 40-240 BPM: /tempo 100", "Темп 40-240 уд/мин: /tempo 100"),
     "instrument": ("Instrument: /instrument violin", "Инструмент: /instrument violin"),
     "language": ("Language: /language ru or en", "Язык: /language ru или en"),
+    "accompaniment": ("Chords and bass under the melody: /accompaniment on or off",
+                      "Аккорды и бас под мелодией: /accompaniment on или off"),
     "settings": ("Show your settings", "Показать настройки"),
     "reset": ("Restore the default settings", "Вернуть настройки по умолчанию"),
     "help": ("How to use the bot", "Как пользоваться ботом"),
@@ -49,6 +51,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/tempo 100 - {tempo_low}-{tempo_high} beats per minute (/tempo auto: the style's own)\n"
         "/instrument violin - a General MIDI instrument name or number 0-127 (/instrument auto)\n"
         "/language ru - language of my replies: ru or en (/language auto)\n"
+        "/accompaniment off - the melody alone; on (the default) - with chords and a bass line in the style, "
+        "chord symbols on the score\n"
         "/settings - show them all, /reset - back to defaults\n\n"
         "A command without a value shows the current value and what is allowed.\n"
         "Under each melody: another one, continue it, change style.\n"
@@ -63,6 +67,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/tempo 100 - {tempo_low}-{tempo_high} ударов в минуту (/tempo auto - как в стиле)\n"
         "/instrument violin - инструмент General MIDI: название или номер 0-127 (/instrument auto)\n"
         "/language en - язык ответов: ru или en (/language auto)\n"
+        "/accompaniment off - только мелодия; on (по умолчанию) - с аккордами и басом в стиле, "
+        "аккорды над нотами\n"
         "/settings - показать все, /reset - вернуть по умолчанию\n\n"
         "Команда без значения показывает текущее значение и допустимые.\n"
         "Под каждой мелодией кнопки: ещё одну, продолжить, сменить стиль.\n"
@@ -206,12 +212,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Language: {value} (ru, en, or auto to follow your Telegram app). Change it: /language ru",
         "ru": "Язык: {value} (ru, en или auto - как в вашем Telegram). Изменить: /language en",
     },
+    "show_accompaniment": {
+        "en": "Accompaniment: {value} (on: chords and a bass line in the style under the melody, chord "
+        "symbols on the score; off: the melody alone). Change it: /accompaniment off",
+        "ru": "Аккомпанемент: {value} (on - аккорды и бас в стиле под мелодией, аккорды над нотами; off - "
+        "только мелодия). Изменить: /accompaniment off",
+    },
+    "bad_accompaniment": {
+        "en": "Accompaniment is on or off, e.g. /accompaniment off, not \"{value}\".",
+        "ru": "Аккомпанемент включается словом on и выключается словом off, например /accompaniment off, "
+        "а не \"{value}\".",
+    },
+    "value_on": {"en": "on", "ru": "вкл"},
+    "value_off": {"en": "off", "ru": "выкл"},
     "saved": {"en": "Saved: {setting} = {value}.", "ru": "Сохранено: {setting} = {value}."},
     "settings": {
         "en": "Your settings:\nstyle: {style}\ntemperature: {temperature}\nbars: {bars}\ntempo: {tempo}\n"
-        "instrument: {instrument}\nlanguage: {language}\n\n/reset restores the defaults.",
+        "instrument: {instrument}\nlanguage: {language}\naccompaniment: {accompaniment}\n\n"
+        "/reset restores the defaults.",
         "ru": "Ваши настройки:\nстиль: {style}\nтемпература: {temperature}\nтактов: {bars}\nтемп: {tempo}\n"
-        "инструмент: {instrument}\nязык: {language}\n\n/reset вернёт значения по умолчанию.",
+        "инструмент: {instrument}\nязык: {language}\nаккомпанемент: {accompaniment}\n\n"
+        "/reset вернёт значения по умолчанию.",
     },
     "reset_done": {
         "en": "Done: every setting is back to its default.",
@@ -226,6 +247,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "name_tempo": {"en": "tempo", "ru": "темп"},
     "name_instrument": {"en": "instrument", "ru": "инструмент"},
     "name_language": {"en": "language", "ru": "язык"},
+    "name_accompaniment": {"en": "accompaniment", "ru": "аккомпанемент"},
     "midi_not_midi": {
         "en": "This file is not a MIDI file. Send a .mid or .midi file and I will continue its melody.",
         "ru": "Это не MIDI-файл. Пришлите файл .mid или .midi, и я продолжу его мелодию.",

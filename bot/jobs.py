@@ -75,7 +75,8 @@ async def compose_and_send(bot: Bot, found: Services, request: PieceRequest, adm
                 async def queued(place: int) -> None:
                     await bot.send_message(request.chat_id, t(request.language, "queued", place=place))
 
-                piece = await found.workers.run(compose_request(stored.params), primer, on_queued=queued)
+                piece = await found.workers.run(compose_request(stored.params), primer, on_queued=queued,
+                                                accompaniment=stored.params.get("accompaniment", True))
             finally:
                 # The piece is made (or failed): the user may ask for the next while this one is sent.
                 admission.release()

@@ -24,6 +24,11 @@ class Settings:
     tempo: int | None = None
     instrument: str | None = None
     language: str | None = None
+    #: Chords and a bass line under the melody (``make_piece(accompaniment=...)``).
+    accompaniment: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accompaniment", bool(self.accompaniment))  # SQLite keeps 1 or 0
 
 
 class InvalidValue(Exception):
@@ -70,6 +75,20 @@ def parse_language(text: str) -> str:
     if value not in LANGUAGES:
         raise InvalidValue("bad_language", value=text)
     return value
+
+
+ON_WORDS = ("on", "yes", "1", "true", "вкл", "да")
+OFF_WORDS = ("off", "no", "0", "false", "выкл", "нет")
+
+
+def parse_accompaniment(text: str) -> bool:
+    """``on`` or ``off`` (also yes/no, 1/0, вкл/выкл, да/нет)."""
+    value = text.strip().lower()
+    if value in ON_WORDS:
+        return True
+    if value in OFF_WORDS:
+        return False
+    raise InvalidValue("bad_accompaniment", value=text)
 
 
 def parse_style(text: str, known: list[str]) -> str:

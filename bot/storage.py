@@ -81,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX compositions_created ON compositions (created_at);
     UPDATE requests SET primer_midi = NULL
     """,
+    # 3: accompaniment on or off (issue 12).
+    """
+    ALTER TABLE users ADD COLUMN accompaniment INTEGER NOT NULL DEFAULT 1
+    """,
 )
 
 REQUEST_KINDS = ("compose", "again", "continue", "seed")

@@ -73,7 +73,7 @@ def _exit_with_parent(parent: int, every: float = 1.0, grace: float = 30.0) -> N
     os._exit(1)
 
 
-def _make(request: ComposeRequest, primer: Melody | None) -> Piece:
+def _make(request: ComposeRequest, primer: Melody | None, accompaniment: bool = True) -> Piece:
     assert _library is not None, "worker not initialised"
     with _gate:
         if _closing:
@@ -81,7 +81,7 @@ def _make(request: ComposeRequest, primer: Melody | None) -> Piece:
         _working.set()
     try:
         return make_piece(request, _library, primer=primer, soundfont=_soundfont,
-                          max_seconds=_max_seconds)
+                          max_seconds=_max_seconds, accompaniment=accompaniment)
     finally:
         _working.clear()
 
@@ -90,8 +90,8 @@ def _warm() -> None:
     """Nothing: submitting it starts a worker process, whose initialiser loads the models."""
 
 
-def _run(request: ComposeRequest, primer: Melody | None) -> Piece:
-    return _make(request, primer)
+def _run(request: ComposeRequest, primer: Melody | None, accompaniment: bool = True) -> Piece:
+    return _make(request, primer, accompaniment)
 
 
 #: A piece that waits this long for a free worker is told its place in the queue.
@@ -158,11 +158,13 @@ class Workers:
             self._pool.submit(_warm)
 
     async def run(self, request: ComposeRequest, primer: Melody | None = None, *,
-                  on_queued: Callable[[int], Awaitable[object]] | None = None) -> Piece:
+                  on_queued: Callable[[int], Awaitable[object]] | None = None,
+                  accompaniment: bool = True) -> Piece:
         """The piece; raises ``Overloaded``, ``TimeoutError``, ``WorkerLost`` or the composer's errors.
 
         ``on_queued(place)`` is awaited (in the background) once if the piece waits for a worker longer
-        than ``queue_notice`` seconds; ``place`` 1 means it is next.
+        than ``queue_notice`` seconds; ``place`` 1 means it is next. ``accompaniment=False`` asks for the
+        melody alone (passed to the target only then, so a target of two arguments serves the rest).
         """
         if self._pool is None:
             raise RuntimeError("workers not started")
@@ -171,21 +173,23 @@ class Workers:
         for attempt in range(2):
             await self._acquire(on_queued if attempt == 0 else None)
             try:
-                return await self._attempt(request, primer)
+                return await self._attempt(request, primer, accompaniment)
             except _PoolBroken:
                 if attempt:
                     raise WorkerLost from None
                 log.warning("a piece is tried again on a fresh pool")
         raise AssertionError("unreachable")
 
-    async def _attempt(self, request: ComposeRequest, primer: Melody | None) -> Piece:
+    async def _attempt(self, request: ComposeRequest, primer: Melody | None,
+                       accompaniment: bool = True) -> Piece:
         """One try on the current pool; the worker slot taken by ``_acquire`` is given back when the
         worker is done with the piece, which may be after this coroutine gave up on it."""
         loop = asyncio.get_running_loop()
         generation, pool = self._generation, self._pool
         try:
             assert pool is not None
-            future = pool.submit(self.target, request, primer)
+            extra = {} if accompaniment else {"accompaniment": False}
+            future = pool.submit(self.target, request, primer, **extra)
         except (BrokenProcessPool, RuntimeError, AssertionError):
             self._release()
             self._restart(generation)
