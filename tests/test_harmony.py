@@ -13,6 +13,7 @@ import pytest
 
 from composer.arrange import ACCOMPANIMENT_VELOCITY, PLANS, arrange, lead_style
 from composer.cli import main
+from composer.extract import melody_from_midi
 from composer.harmony import (
     DEFAULT_MODEL_DIR,
     MODEL_FILE,
@@ -148,6 +149,8 @@ def test_midi_has_the_styles_tracks_under_the_melody(composed: dict[str, list[Me
         expected = [melody.program, *PLANS[style].programs] if style in PLANS else [melody.program]
         assert [i.program for i in pm.instruments][: len(expected)] == expected, style
         assert pm.instruments[0].name == "Melody"
+        # a piece sent back as a seed (or continued by its button) is read as its melody, not its chords
+        assert melody_from_midi(melody_to_midi(melody, arrangement.tracks)).pitches() == melody.pitches()
         melody_start = min(n.start for n in pm.instruments[0].notes)
         for track in pm.instruments[1:]:
             assert track.notes, (style, track.name)
