@@ -86,27 +86,34 @@ class RepetitionState:
         self.ids[:, :t] = history
         self.t = t
         self.lags = np.array(LAG_BARS) * steps_per_bar
-        self.runs = np.zeros((batch, len(self.lags)))
+        self.rows = np.arange(batch)
+        self.runs = np.zeros((batch, len(self.lags)), np.int64)
+        #: Confidence of a run of ``r`` steps, ``r`` capped (the table reaches 1 well before).
+        self.confidence = 1.0 - np.exp(-np.arange(_MAX_RUN + 1) / model.scale)
         for step in range(t):  # runs at the end of the history
             self._advance(step)
 
     def _advance(self, step: int) -> None:
         back = step - self.lags
-        valid = back >= 0
-        same = np.zeros_like(self.runs, bool)
-        same[:, valid] = self.ids[:, back[valid]] == self.ids[:, step : step + 1]
-        self.runs = np.where(same, self.runs + 1, 0.0)
+        same = (self.ids[:, np.maximum(back, 0)] == self.ids[:, step : step + 1]) & (back >= 0)
+        self.runs = np.where(same, np.minimum(self.runs + 1, _MAX_RUN), 0)
 
     def mix(self, probs: np.ndarray) -> np.ndarray:
-        """``probs (B, V)`` for the next step, mixed with repetition (in place when it is on)."""
+        """``probs (B, V)`` for the next step, mixed with repetition (in place when it is on). A lag that
+        reaches before the piece has no run, so no confidence."""
         if self.model.weight <= 0:
             return probs
-        back = self.t - self.lags
-        valid = back >= 0
-        proposed = np.full(self.runs.shape, -1, np.int64)
-        proposed[:, valid] = self.ids[:, back[valid]]
-        confidence = np.where(proposed >= 0, 1.0 - np.exp(-self.runs / self.model.scale), 0.0)
-        return _mix(probs, proposed, confidence, self.model.weight)
+        confidence = self.confidence[self.runs]
+        best = confidence.max(axis=1)
+        if not best.any():
+            return probs
+        lam = self.model.weight * best
+        shares = confidence * (lam / np.maximum(confidence.sum(axis=1), 1e-12))[:, None]
+        proposed = self.ids[:, np.maximum(self.t - self.lags, 0)] + self.rows[:, None] * probs.shape[1]
+        probs *= (1.0 - lam).astype(probs.dtype)[:, None]
+        repeat = np.bincount(proposed.ravel(), shares.ravel(), probs.size).reshape(probs.shape)
+        probs += repeat.astype(probs.dtype)
+        return probs
 
     def push(self, tokens: np.ndarray) -> None:
         """Record the tokens drawn for the current step."""
@@ -115,19 +122,23 @@ class RepetitionState:
         self.t += 1
 
 
+#: Runs are counted up to this many steps.
+_MAX_RUN = 255
+
+
 def _mix(probs: np.ndarray, proposed: np.ndarray, confidence: np.ndarray, weight: float) -> np.ndarray:
     """``(1 - lambda) probs + lambda p_repeat`` row by row; ``proposed``/``confidence`` are ``(N, L)``."""
     total = confidence.sum(axis=1)
-    lam = (weight * confidence.max(axis=1)).astype(probs.dtype)
     has = total > 0
     if not has.any():
         return probs
-    probs *= (1.0 - lam)[:, None]
-    rows = np.nonzero(has)[0]
-    for k in range(proposed.shape[1]):
-        share = np.where(has, lam * confidence[:, k] / np.where(has, total, 1.0), 0.0).astype(probs.dtype)
-        use = rows[(proposed[rows, k] >= 0) & (share[rows] > 0)]
-        np.add.at(probs, (use, proposed[use, k]), share[use])
+    lam = weight * confidence.max(axis=1)
+    probs *= (1.0 - lam).astype(probs.dtype)[:, None]
+    shares = (lam / np.where(has, total, 1.0))[:, None] * confidence
+    rows = np.arange(len(probs))
+    for k in range(proposed.shape[1]):  # one index per row and lag: no repeated index within a lag
+        use = proposed[:, k] >= 0
+        probs[rows[use], proposed[use, k]] += shares[use, k].astype(probs.dtype)
     return probs
 
 
