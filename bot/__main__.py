@@ -24,7 +24,9 @@ def main() -> int:
     for name in SECRET_VARIABLES:  # read once; worker processes and their programs must not inherit them
         os.environ.pop(name, None)
     setup_logging(config)
-    styles = {info.name: info.description for info in ModelLibrary(config.models_dir).styles()}
+    infos = ModelLibrary(config.models_dir).styles()
+    styles = {info.name: info.description for info in infos}
+    metres = {info.name: tuple(f"{n}/{d}" for n, d in info.metres) for info in infos}
     if not styles:
         print(f"error: no trained models in {config.models_dir} (set MODELS_DIR, or train one: "
               "python -m composer train --style classical --corpus)", file=sys.stderr)
@@ -39,7 +41,7 @@ def main() -> int:
         print('error: WEBHOOK_URL needs the webhook extra: .venv/bin/pip install -e ".[webhooks]"',
               file=sys.stderr)
         return 2
-    app = build_application(config, styles)
+    app = build_application(config, styles, metres)
     if config.webhook_url:
         app.run_webhook(
             listen=config.webhook_listen, port=config.webhook_port,

@@ -85,7 +85,8 @@ async def _post_shutdown(app: Application) -> None:
     await found.storage.close()
 
 
-def build_application(config: Config, styles: dict[str, str]) -> Application:
+def build_application(config: Config, styles: dict[str, str],
+                      metres: dict[str, tuple[str, ...]] | None = None) -> Application:
     """The bot for ``config``, offering ``styles`` (name -> description)."""
     updates = PerChatUpdateProcessor(CONCURRENT_UPDATES, config.max_chat_backlog)
     app = (
@@ -118,6 +119,7 @@ def build_application(config: Config, styles: dict[str, str]) -> Application:
         gate=Gate(config.rate_limit, config.rate_window),
         styles=styles,
         updates=updates,
+        metres=metres or {},
     )
     register(app)
     register_recovery(app)

@@ -31,7 +31,9 @@ from bot.settings import (
     Settings,
     parse_accompaniment,
     parse_bars,
+    parse_key,
     parse_language,
+    parse_metre,
     parse_style,
     parse_temperature,
     parse_tempo,
@@ -61,6 +63,11 @@ async def check_access(update: Update, context: BotContext) -> None:
     raise ApplicationHandlerStop
 
 
+def _metre_list(found: Services) -> str:
+    """``classical 4/4, 3/4; celtic 2/2, 6/8, ...``: the metres each style can be asked for."""
+    return "; ".join(f"{name} {', '.join(metres)}" for name, metres in found.metres.items())
+
+
 def _style_list(found: Services, lang: str) -> str:
     return "\n".join(f"• {name}: {style_description(name, lang, d)}" for name, d in found.styles.items())
 
@@ -78,13 +85,14 @@ async def help_command(update: Update, context: BotContext) -> None:
     await update.effective_message.reply_text(t(
         lang, "help", styles=", ".join(found.styles), t_low=TEMPERATURE_RANGE[0], t_high=TEMPERATURE_RANGE[1],
         b_low=BARS_RANGE[0], b_high=BARS_RANGE[1], tempo_low=TEMPO_RANGE[0], tempo_high=TEMPO_RANGE[1],
+        metres=_metre_list(found),
     ))
 
 
 def _params(found: Services, settings: Settings, style: str | None = None) -> dict[str, Any]:
     return {"style": style or found.style_of(settings), "bars": settings.bars,
             "temperature": settings.temperature, "tempo": settings.tempo, "instrument": settings.instrument,
-            "accompaniment": settings.accompaniment}
+            "accompaniment": settings.accompaniment, "key": settings.key, "metre": settings.metre}
 
 
 def _request(update: Update, lang: str, kind: str, params: dict[str, Any], **extra: Any) -> PieceRequest:
@@ -135,7 +143,7 @@ def _shown(found: Services, settings: Settings, lang: str, name: str, telegram_c
         return found.style_of(settings)
     if name == "accompaniment":
         return t(lang, "value_on" if value else "value_off")
-    if value is None and name in ("tempo", "instrument"):
+    if value is None and name in ("tempo", "instrument", "key", "metre"):
         return t(lang, f"auto_{name}")
     if name == "language":
         shown = t(pick_language(value, telegram_code), "language_name")
@@ -156,9 +164,11 @@ SETTERS: dict[str, tuple[Callable[[str, Services], Any], tuple[object, object]]]
     "instrument": (lambda text, _: _parse_instrument(text), ("", "")),
     "language": (lambda text, _: parse_language(text), ("", "")),
     "accompaniment": (lambda text, _: parse_accompaniment(text), ("", "")),
+    "key": (lambda text, _: parse_key(text), ("", "")),
+    "metre": (lambda text, _: parse_metre(text), ("", "")),
 }
 #: Settings that take ``auto`` for "back to the default".
-AUTO_SETTINGS = ("tempo", "instrument", "language")
+AUTO_SETTINGS = ("tempo", "instrument", "language", "key", "metre")
 
 
 def setting_command(name: str) -> Callable[[Update, BotContext], Awaitable[None]]:
@@ -172,7 +182,7 @@ def setting_command(name: str) -> Callable[[Update, BotContext], Awaitable[None]
         parse, (low, high) = SETTERS[name]
         if not text:
             await reply(t(lang, f"show_{name}", value=_shown(found, settings, lang, name, user.language_code),
-                          low=low, high=high, styles=", ".join(found.styles)))
+                          low=low, high=high, styles=", ".join(found.styles), metres=_metre_list(found)))
             return
         try:
             value = None if text.lower() == AUTO and name in AUTO_SETTINGS else parse(text, found)
@@ -191,7 +201,8 @@ async def settings_command(update: Update, context: BotContext) -> None:
     found, settings, lang = await user_context(update, context)
     code = update.effective_user.language_code
     shown = {n: _shown(found, settings, lang, n, code)
-             for n in ("style", "temperature", "bars", "tempo", "instrument", "language", "accompaniment")}
+             for n in ("style", "temperature", "bars", "tempo", "instrument", "language", "accompaniment",
+                       "key", "metre")}
     await update.effective_message.reply_text(t(lang, "settings", **shown))
 
 

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "language": ("Language: /language ru or en", "Язык: /language ru или en"),
     "accompaniment": ("Chords and bass under the melody: /accompaniment on or off",
                       "Аккорды и бас под мелодией: /accompaniment on или off"),
+    "key": ("Key: /key D minor or /key auto", "Тональность: /key D minor или /key auto"),
+    "metre": ("Metre: /metre 6/8 or /metre auto", "Размер: /metre 6/8 или /metre auto"),
     "settings": ("Show your settings", "Показать настройки"),
     "reset": ("Restore the default settings", "Вернуть настройки по умолчанию"),
     "help": ("How to use the bot", "Как пользоваться ботом"),
@@ -53,6 +55,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language ru - language of my replies: ru or en (/language auto)\n"
         "/accompaniment off - the melody alone; on (the default) - with chords and a bass line in the style, "
         "chord symbols on the score\n"
+        "/key D minor - the key (Bb major, F# minor...; /key auto: drawn from the style's music)\n"
+        "/metre 6/8 - the metre, one the style knows: {metres} (/metre auto)\n"
         "/settings - show them all, /reset - back to defaults\n\n"
         "A command without a value shows the current value and what is allowed.\n"
         "Under each melody: another one, continue it, change style.\n"
@@ -69,6 +73,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language en - язык ответов: ru или en (/language auto)\n"
         "/accompaniment off - только мелодия; on (по умолчанию) - с аккордами и басом в стиле, "
         "аккорды над нотами\n"
+        "/key D minor - тональность (Bb major, F# minor, можно D минор; /key auto - как в музыке стиля)\n"
+        "/metre 6/8 - размер, из тех, что знает стиль: {metres} (/metre auto)\n"
         "/settings - показать все, /reset - вернуть по умолчанию\n\n"
         "Команда без значения показывает текущее значение и допустимые.\n"
         "Под каждой мелодией кнопки: ещё одну, продолжить, сменить стиль.\n"
@@ -223,15 +229,41 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Аккомпанемент включается словом on и выключается словом off, например /accompaniment off, "
         "а не \"{value}\".",
     },
+    "show_key": {
+        "en": "Key: {value} (a tonic and major or minor, e.g. D minor, Bb major, F#m; or auto). "
+        "Change it: /key D minor",
+        "ru": "Тональность: {value} (тоника и лад: D minor, Bb major, F#m, D минор; или auto). "
+        "Изменить: /key D minor",
+    },
+    "bad_key": {
+        "en": "I read keys like D minor, Bb major or F#m (letters A-G), not \"{value}\".",
+        "ru": "Тональность пишется так: D minor, Bb major, F#m или D минор (буквы A-G), а не \"{value}\".",
+    },
+    "show_metre": {
+        "en": "Metre: {value} (or auto). Each style's metres: {metres}. Change it: /metre 3/4",
+        "ru": "Размер: {value} (или auto). Размеры стилей: {metres}. Изменить: /metre 3/4",
+    },
+    "bad_metre": {
+        "en": "A metre is written like 3/4 or 6/8, not \"{value}\".",
+        "ru": "Размер пишется так: 3/4 или 6/8, а не \"{value}\".",
+    },
+    "unknown_metre": {
+        "en": "The {style} style has no pieces in {metre}: it knows {metres}. Change it with /metre, "
+        "or /metre auto.",
+        "ru": "В стиле {style} нет пьес в размере {metre}: он знает {metres}. Смените его командой /metre "
+        "или /metre auto.",
+    },
     "value_on": {"en": "on", "ru": "вкл"},
     "value_off": {"en": "off", "ru": "выкл"},
     "saved": {"en": "Saved: {setting} = {value}.", "ru": "Сохранено: {setting} = {value}."},
     "settings": {
         "en": "Your settings:\nstyle: {style}\ntemperature: {temperature}\nbars: {bars}\ntempo: {tempo}\n"
-        "instrument: {instrument}\nlanguage: {language}\naccompaniment: {accompaniment}\n\n"
+        "instrument: {instrument}\nlanguage: {language}\naccompaniment: {accompaniment}\nkey: {key}\n"
+        "metre: {metre}\n\n"
         "/reset restores the defaults.",
         "ru": "Ваши настройки:\nстиль: {style}\nтемпература: {temperature}\nтактов: {bars}\nтемп: {tempo}\n"
-        "инструмент: {instrument}\nязык: {language}\nаккомпанемент: {accompaniment}\n\n"
+        "инструмент: {instrument}\nязык: {language}\nаккомпанемент: {accompaniment}\n"
+        "тональность: {key}\nразмер: {metre}\n\n"
         "/reset вернёт значения по умолчанию.",
     },
     "reset_done": {
@@ -240,6 +272,8 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "auto_tempo": {"en": "the style's own", "ru": "как в стиле"},
     "auto_instrument": {"en": "the style's own", "ru": "как в стиле"},
+    "auto_key": {"en": "the seed's, or one of the style's", "ru": "как в файле или в музыке стиля"},
+    "auto_metre": {"en": "the seed's, or one of the style's", "ru": "как в файле или в музыке стиля"},
     "auto_language": {"en": "from Telegram ({value})", "ru": "как в Telegram ({value})"},
     "name_style": {"en": "style", "ru": "стиль"},
     "name_temperature": {"en": "temperature", "ru": "температура"},
@@ -248,6 +282,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "name_instrument": {"en": "instrument", "ru": "инструмент"},
     "name_language": {"en": "language", "ru": "язык"},
     "name_accompaniment": {"en": "accompaniment", "ru": "аккомпанемент"},
+    "name_key": {"en": "key", "ru": "тональность"},
+    "name_metre": {"en": "metre", "ru": "размер"},
     "midi_not_midi": {
         "en": "This file is not a MIDI file. Send a .mid or .midi file and I will continue its melody.",
         "ru": "Это не MIDI-файл. Пришлите файл .mid или .midi, и я продолжу его мелодию.",
@@ -320,9 +356,10 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-def t(lang: str, key: str, **fields: object) -> str:
-    """The text ``key`` in ``lang`` (English if unknown), filled in with ``fields``."""
-    entry = TEXTS[key]
+def t(lang: str, text: str, /, **fields: object) -> str:
+    """The text named ``text`` in ``lang`` (English if unknown), filled in with ``fields`` (which may hold
+    any name, ``key`` and ``text`` included)."""
+    entry = TEXTS[text]
     return entry.get(lang, entry["en"]).format(**fields)
 
 

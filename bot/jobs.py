@@ -35,7 +35,7 @@ async def submit(update: object, context: BotContext, request: PieceRequest, *, 
     continue)."""
     found = context.services
     try:
-        admission = found.gate.enter(request.user_id)
+        admission = await found.gate.admit(request.user_id)
     except Busy:
         await context.bot.send_message(request.chat_id, t(request.language, "busy"))
         return
@@ -109,7 +109,8 @@ async def _download_seed(bot: Bot, file_id: str) -> Melody:
 def compose_request(params: dict[str, Any]) -> ComposeRequest:
     return ComposeRequest(
         style=params["style"], bars=params["bars"], temperature=params["temperature"],
-        tempo_bpm=params["tempo"], instrument=params["instrument"],
+        tempo_bpm=params["tempo"], instrument=params["instrument"], key=params.get("key"),
+        metre=params.get("metre"),
     )
 
 
@@ -120,6 +121,8 @@ def refusal(lang: str, exc: Exception) -> str:
         return t(lang, key, limit=MAX_SEED_BYTES // 1024)
     if isinstance(exc, ComposerError) and exc.code == "bad_primer":
         return t(lang, "bad_primer")
+    if isinstance(exc, ComposerError) and exc.code == "unknown_metre" and exc.fields:
+        return t(lang, "unknown_metre", **exc.fields)
     if isinstance(exc, Overloaded):
         return t(lang, "overloaded")
     if isinstance(exc, TimeoutError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import Update
@@ -26,6 +26,8 @@ class Services:
     #: Style name -> its one-line (English) description, in menu order.
     styles: dict[str, str]
     updates: PerChatUpdateProcessor | None = None
+    #: Style name -> the metres it can be asked for (``"6/8"``), most common first.
+    metres: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def style_of(self, settings: Settings) -> str:
         """The user's style, or the default one if they chose none or theirs has no model any more."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from composer.errors import StyleError
+from composer.compose import metre_name
+from composer.compose import parse_key as composer_key
+from composer.compose import parse_metre as composer_metre
+from composer.errors import ComposerError, StyleError
+from composer.keys import key_name
 from composer.style_mix import parse_mix
 
 TEMPERATURE_RANGE = (0.1, 2.0)
@@ -26,6 +30,10 @@ class Settings:
     language: str | None = None
     #: Chords and a bass line under the melody (``make_piece(accompaniment=...)``).
     accompaniment: bool = True
+    #: ``"D minor"``; None: the composer chooses (the seed's key, else one of the style's).
+    key: str | None = None
+    #: ``"6/8"``; None: the composer chooses (the seed's metre, else one of the style's).
+    metre: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accompaniment", bool(self.accompaniment))  # SQLite keeps 1 or 0
@@ -89,6 +97,24 @@ def parse_accompaniment(text: str) -> bool:
     if value in OFF_WORDS:
         return False
     raise InvalidValue("bad_accompaniment", value=text)
+
+
+def parse_key(text: str) -> str:
+    """A key the composer reads (``D minor``, ``f#m``, ``Bb``, ``ре минор`` spelt ``D минор``), in its
+    spelling: ``"D minor"``."""
+    try:
+        tonic, minor = composer_key(text)
+    except ComposerError:
+        raise InvalidValue("bad_key", value=text) from None
+    return key_name(tonic, minor)
+
+
+def parse_metre(text: str) -> str:
+    """A metre such as ``6/8``; whether the style has it is checked when composing."""
+    try:
+        return metre_name(composer_metre(text))
+    except ComposerError:
+        raise InvalidValue("bad_metre", value=text) from None
 
 
 def parse_style(text: str, known: list[str]) -> str:

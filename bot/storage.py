@@ -85,6 +85,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE users ADD COLUMN accompaniment INTEGER NOT NULL DEFAULT 1
     """,
+    # 4: key and metre (issue 9).
+    """
+    ALTER TABLE users ADD COLUMN key TEXT;
+    ALTER TABLE users ADD COLUMN metre TEXT
+    """,
 )
 
 REQUEST_KINDS = ("compose", "again", "continue", "seed")

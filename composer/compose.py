@@ -184,8 +184,9 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     if request.metre is not None and request.primer is None:
         metre = parse_metre(request.metre)
         if metre not in lead.metres:
-            raise RequestError(f"{lead_name} knows the metres {', '.join(map(metre_name, lead.metres))}, not "
-                               f"{metre_name(metre)}", "unknown_metre")
+            known = ", ".join(map(metre_name, lead.metres))
+            raise RequestError(f"{lead_name} knows the metres {known}, not {metre_name(metre)}",
+                               "unknown_metre", style=lead_name, metres=known, metre=metre_name(metre))
     if request.primer is not None:
         max_positions = min(m.model.config.max_positions for m in models.values())
         context = _primer_context(request.primer, request.primer_bars, max_positions)

@@ -8,10 +8,12 @@ class ComposerError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, **fields: str) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        #: The values the message names, for front ends that say it in another language.
+        self.fields = fields
 
 
 class MidiError(ComposerError):

@@ -36,7 +36,8 @@ def test_compose_writes_the_melody(untrained_models_dir: Path, tmp_path: Path,
 def test_compose_count_and_primer(untrained_models_dir: Path, tmp_path: Path) -> None:
     models = ["--models", str(untrained_models_dir)]
     out = tmp_path / "t.mid"
-    assert main([*models, "compose", "beta", "--bars", "4", "--count", "3", "--out", str(out)]) == 0
+    assert main([*models, "compose", "beta", "--bars", "4", "--count", "3", "--metre", "3/4",
+                 "--key", "D minor", "--out", str(out)]) == 0
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["t-1.mid", "t-2.mid", "t-3.mid"]
     assert len({(tmp_path / f).read_bytes() for f in files}) == 3
@@ -44,7 +45,8 @@ def test_compose_count_and_primer(untrained_models_dir: Path, tmp_path: Path) ->
     assert main([*models, "compose", "alpha+gamma", "--primer", str(tmp_path / "t-1.mid"), "--primer-bars",
                  "2", "--bars", "4", "--out", str(out)]) == 0
     continued = melody_from_midi(out)
-    assert continued.time_signature == (3, 4) and continued.n_bars == 6
+    assert continued.time_signature == (3, 4) and continued.n_bars == 6  # the primer's metre
+    assert main([*models, "compose", "beta", "--metre", "6/8", "--out", str(out)]) == 2
 
 
 @pytest.mark.parametrize("args, message", [

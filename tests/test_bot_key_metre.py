@@ -1,0 +1,93 @@
+"""The bot's ``/key`` and ``/metre`` settings: parsed in both languages, stored (migration 4), shown, and
+used for pieces; a metre the style lacks gets a message naming the ones it has."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pretty_midi
+import pytest
+from fake_telegram import BotProcess, FakeTelegram, FakeUser
+
+from bot.settings import InvalidValue, parse_key, parse_metre
+from composer.extract import melody_from_midi
+from composer.model_store import ModelLibrary
+
+
+def test_keys_and_metres_are_read_in_the_composers_spelling() -> None:
+    assert [parse_key(k) for k in ("D minor", "f#m", "Bb", "D минор", "eb major")] == \
+        ["D minor", "F# minor", "Bb major", "D minor", "Eb major"]
+    assert parse_metre(" 6/8") == "6/8"
+    for bad in ("H dur", "dorian"):
+        with pytest.raises(InvalidValue):
+            parse_key(bad)
+    with pytest.raises(InvalidValue):
+        parse_metre("6-8")
+
+
+@pytest.fixture(scope="module")
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(telegram: FakeTelegram, models_dir: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
+    styles = {s.name: s for s in ModelLibrary(models_dir).styles()}
+    if "classical" not in styles or (3, 4) not in styles["classical"].metres:
+        pytest.skip("needs a classical model that knows 3/4")
+    process = BotProcess(telegram, tmp_path_factory.mktemp("bot"), models_dir,
+                         DEFAULT_STYLE="classical").start()
+    yield process
+    assert process.stop() == 0
+    log = process.log()
+    assert "Traceback" not in log, log[log.index("Traceback") - 500:][:3000]
+
+
+def _say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
+    mark = telegram.mark()
+    telegram.send_text(who, text)
+    return telegram.wait_replies(who.id, 1, mark, 30)[0].text
+
+
+def _compose(telegram: FakeTelegram, who: FakeUser) -> list:
+    mark = telegram.mark()
+    telegram.send_text(who, "/compose")
+    return telegram.wait_replies(who.id, 3, mark, 90)
+
+
+def test_key_and_metre_are_remembered_and_played(bot: BotProcess, telegram: FakeTelegram) -> None:
+    who = FakeUser(7101, "Ann", "en")
+    assert "3/4" in _say(telegram, who, "/help")  # each style's metres are listed
+    assert "Key: the seed's, or one of the style's" in _say(telegram, who, "/key")
+    assert "not \"H dur\"" in _say(telegram, who, "/key H dur")
+    assert _say(telegram, who, "/key d minor") == "Saved: key = D minor."
+    assert _say(telegram, who, "/metre 3/4") == "Saved: metre = 3/4."
+    assert _say(telegram, who, "/bars 4") == "Saved: bars = 4."
+    settings = _say(telegram, who, "/settings")
+    assert "key: D minor" in settings and "metre: 3/4" in settings
+    replies = _compose(telegram, who)
+    document = next(s for s in replies if s.method == "sendDocument")
+    data = document.upload().data
+    melody = melody_from_midi(data)
+    assert melody.time_signature == (3, 4)
+    signatures = pretty_midi.PrettyMIDI(io.BytesIO(data)).key_signature_changes
+    assert [pretty_midi.key_number_to_key_name(k.key_number) for k in signatures] == ["D minor"]
+
+    assert _say(telegram, who, "/metre 5/4") == "Saved: metre = 5/4."
+    (refusal,) = [r for r in _compose_or_refusal(telegram, who)]
+    assert "5/4" in refusal and "3/4" in refusal and "/metre" in refusal
+    assert _say(telegram, who, "/metre auto").startswith("Saved: metre =")
+
+    russian = FakeUser(7102, "Иван", "ru")
+    assert _say(telegram, russian, "/key ре минор".replace("ре", "D")) == "Сохранено: тональность = D minor."
+    assert "Размер пишется так" in _say(telegram, russian, "/metre шесть")
+
+
+def _compose_or_refusal(telegram: FakeTelegram, who: FakeUser) -> list[str]:
+    mark = telegram.mark()
+    telegram.send_text(who, "/compose")
+    return [r.text for r in telegram.wait_replies(who.id, 1, mark, 60)]
