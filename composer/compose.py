@@ -214,7 +214,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
                      repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
-    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, model_key)))
+    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood)))
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":
         # Keys as written: the model chose one; move it to the one asked for, if any.

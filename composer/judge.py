@@ -26,9 +26,9 @@ LEAP_COST = 0.1
 #: More than a beat of silence before the first note (an anacrusis is not silence).
 LATE_START_COST = 0.5
 #: The last note struck off the bar's strong beats.
-WEAK_ENDING_COST = 0.1
+WEAK_ENDING_COST = 0.3
 #: Ending on the third or fifth instead of the tonic; ending anywhere else.
-NEAR_ENDING_COST, BAD_ENDING_COST = 0.15, 0.5
+NEAR_ENDING_COST, BAD_ENDING_COST = 0.3, 0.5
 
 
 def longest_repeat(pitches: list[int]) -> int:
@@ -72,13 +72,10 @@ def on_strong_beat(melody: Melody, step: int) -> bool:
     return position == 0 or (beats % 2 == 0 and position == spb // 2)
 
 
-def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray,
-                     key: tuple[int, bool] | None = None) -> np.ndarray:
-    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty in
-    ``key`` (tonic pitch class, minor), or in its own estimated key. Melodies of one length."""
-    if key is not None:
-        tonics, minors = [key[0]] * len(melodies), [key[1]] * len(melodies)
-    else:
-        tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
+def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:
+    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty in its
+    own estimated key (the key a listener hears; judged in the key asked for, fewer melodies ended on a
+    tonic a listener hears as one). Melodies of one length."""
+    tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
     penalties = [sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)]
     return np.asarray(log_likelihood, float) - penalties
