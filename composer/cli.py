@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "style's corpus)")
     compose.add_argument("--metre", help="one of the style's metres, e.g. 6/8 (see 'styles'; default: the "
                                          "primer's, else drawn from the style's corpus)")
-    compose.add_argument("--candidates", type=int, default=4,
+    compose.add_argument("--candidates", type=int, default=8,
                          help=f"draw N candidates and keep the best, {c.MIN_CANDIDATES}..{c.MAX_CANDIDATES}")
     compose.add_argument("--count", type=int, default=1, help="write K melodies (seeds S, S+1, ...)")
     compose.add_argument("--audio", type=Path, help="also write an OGG/Opus voice recording")

@@ -59,7 +59,7 @@ class ComposeRequest:
     seed: int | None = None
     primer: Melody | None = field(default=None, repr=False)
     primer_bars: int = 4
-    candidates: int = 4
+    candidates: int = 8
     #: ``"D minor"``, ``"Bb major"``; None: the primer's key, else one drawn from the style's corpus.
     key: str | None = None
     #: ``"6/8"``: one of the lead style's metres; None: the primer's, else one drawn from the corpus.
