@@ -48,7 +48,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     class Budget(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             minutes = (time.monotonic() - started) / 60
-            log(f"{style}: epoch {epoch + 1} done, {minutes:.1f} min, "
+            log(f"{style}: epoch {epoch + 1}/{options.max_epochs} done, {minutes:.1f} min "
+                f"({max(options.max_minutes - minutes, 0):.1f} min of the budget left), "
                 f"loss {logs.get('loss', 0):.4f}, val_loss {logs.get('val_loss', 0):.4f}")
             if minutes * (epoch + 2) / (epoch + 1) > options.max_minutes:
                 log(f"{style}: stopping, the next epoch would pass {options.max_minutes} min")
