@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin
+APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin redis-server postgresql
 STAMP := $(VENV)/.installed
 STYLES := classical renaissance folk chinese celtic
 

@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 from telegram import Update
 
 from bot.app import build_application, setup_logging
-from bot.config import SECRET_VARIABLES, ConfigError, load_config
+from bot.config import SECRET_VARIABLES, ConfigError, load_config, load_worker_config
 from composer.model_store import ModelLibrary
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["worker"]:
+        return worker_main()
     try:
         config = load_config()
     except ConfigError as exc:
@@ -51,6 +53,25 @@ def main() -> int:
     else:
         app.run_polling(allowed_updates=Update.ALL_TYPES)
     return 0
+
+
+def worker_main() -> int:
+    """``python -m bot worker``: make pieces from the Redis queue (scale mode); no Telegram token needed."""
+    try:
+        config = load_worker_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in SECRET_VARIABLES:
+        os.environ.pop(name, None)
+    setup_logging(config)
+    if not ModelLibrary(config.models_dir).styles():
+        print(f"error: no trained models in {config.models_dir} (set MODELS_DIR)", file=sys.stderr)
+        return 2
+    from bot.queue import run_worker
+
+    return run_worker(config.redis_url, config.models_dir, config.soundfont, config.workers,
+                      config.job_timeout, config.max_piece_seconds)
 
 
 if __name__ == "__main__":

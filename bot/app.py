@@ -10,13 +10,14 @@ from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
+from bot import scale
 from bot.config import Config
 from bot.handlers import register
 from bot.i18n import COMMANDS, pick_language, t
 from bot.recovery import recover, register_recovery
 from bot.services import CONTEXT_TYPES, KEY, Services, services_of
 from bot.storage import Storage
-from bot.worker import Gate, PerChatUpdateProcessor, Workers
+from bot.worker import Gate, Workers
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ async def _post_shutdown(app: Application) -> None:
 def build_application(config: Config, styles: dict[str, str],
                       metres: dict[str, tuple[str, ...]] | None = None) -> Application:
     """The bot for ``config``, offering ``styles`` (name -> description)."""
-    updates = PerChatUpdateProcessor(CONCURRENT_UPDATES, config.max_chat_backlog)
+    updates = scale.update_processor(config, CONCURRENT_UPDATES)
     app = (
         ApplicationBuilder()
         .token(config.token)
@@ -121,6 +122,7 @@ def build_application(config: Config, styles: dict[str, str],
         updates=updates,
         metres=metres or {},
     )
+    scale.install(app, config)
     register(app)
     register_recovery(app)
     return app

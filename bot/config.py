@@ -62,6 +62,11 @@ class Config:
     webhook_port: int = 8443
     webhook_secret: str = ""
     log_level: str = "INFO"
+    #: Scale mode: ``redis://...`` puts pieces on a job queue for ``python -m bot worker`` processes and
+    #: keeps admission, rate limits and per-chat order in Redis; empty: the in-process pool.
+    redis_url: str = ""
+    #: ``postgresql://...``: settings, requests and pieces in PostgreSQL; empty: SQLite at ``database_path``.
+    database_url: str = ""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 0) -> int:
@@ -119,6 +124,12 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: Path | None =
                           "updates as any user (1-256 characters: letters, digits, _ and -)")
     if webhook_secret and not _SECRET.fullmatch(webhook_secret):
         raise ConfigError("WEBHOOK_SECRET must be 1-256 characters: letters, digits, _ and - only")
+    redis_url = merged.get("REDIS_URL", "").strip()
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url[:20]!r}")
+    database_url = merged.get("DATABASE_URL", "").strip()
+    if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL (without it: SQLite at DATABASE_PATH)")
     max_piece_seconds = _float(merged, "MAX_PIECE_SECONDS", Config.max_piece_seconds)
     if not 10 <= max_piece_seconds <= 600:
         raise ConfigError(f"MAX_PIECE_SECONDS must be from 10 to 600, got {max_piece_seconds:g}")
@@ -144,4 +155,21 @@ def load_config(env: Mapping[str, str] | None = None, dotenv_path: Path | None =
         webhook_port=_int(merged, "WEBHOOK_PORT", Config.webhook_port, low=1),
         webhook_secret=webhook_secret,
         log_level=(merged.get("LOG_LEVEL", "").strip() or Config.log_level).upper(),
+        redis_url=redis_url,
+        database_url=database_url,
     )
+
+
+def load_worker_config(env: Mapping[str, str] | None = None,
+                       dotenv_path: Path | None = Path(".env")) -> Config:
+    """Settings for ``python -m bot worker``: ``REDIS_URL`` is required, a Telegram token is not (and is
+    never read: the ``token`` field holds a placeholder)."""
+    merged: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if env is None else env)
+    if not merged.get("REDIS_URL", "").strip():
+        raise ConfigError("the worker needs REDIS_URL (redis://host:6379/0): the queue it takes pieces from")
+    for name in ("TELEGRAM_BOT_TOKEN", "WEBHOOK_URL", "WEBHOOK_SECRET"):
+        merged.pop(name, None)
+    return load_config({**merged, "TELEGRAM_BOT_TOKEN": "0:worker"}, None)

@@ -94,7 +94,7 @@ async def resume(update: Resume, context: BotContext) -> None:
     """Say why the piece comes late, then make it in the background like a fresh one."""
     found, request = context.services, update.request
     try:
-        admission = found.gate.enter(request.user_id)
+        admission = await found.gate.admit(request.user_id)
     except (Busy, RateLimited):
         context.application.create_task(apologise(found, context.bot, request), update=update)
         return

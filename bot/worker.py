@@ -385,6 +385,10 @@ class Gate:
         admission = self._busy[user_id] = Admission(self, user_id)
         return admission
 
+    async def admit(self, user_id: int) -> Admission:
+        """``enter`` for callers that also serve the shared gate of scale mode (``bot.queue.RedisGate``)."""
+        return self.enter(user_id)
+
     def _sweep(self, now: float) -> None:
         self._swept = now
         stale = [u for u, times in self._recent.items() if not times or times[-1] <= now - self.window]
