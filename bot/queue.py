@@ -72,6 +72,9 @@ FAILED_LIST = "composer:failed"
 KEEP_FAILED = 1000
 #: How long the bot keeps waiting through a Redis outage before it gives a piece up.
 OUTAGE_LIMIT = 60.0
+#: A waiting bot is woken by the worker when its piece is done; it looks at the job this often anyway (a
+#: job Redis lost, a piece past its time limit).
+WAKE_EVERY = 3
 #: A replica's heartbeat; requests it owns are taken over once it has been silent this long.
 ALIVE_TTL_MS = 15_000
 
@@ -292,7 +295,7 @@ class QueueWorkers:
             elif now > give_up:
                 raise TimeoutError
             with contextlib.suppress(RedisError, OSError):
-                await redis.blpop([_done_key(job_id)], timeout=1)
+                await redis.blpop([_done_key(job_id)], timeout=WAKE_EVERY)
 
     def _notify(self, job_id: str, on_queued: Callable[[int], Awaitable[object]]) -> None:
         async def tell() -> None:
