@@ -54,6 +54,21 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def tree_rss_mib(pid: int) -> list[float]:
+    """Resident memory (MiB) of ``pid`` and of each living descendant."""
+    sizes, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            sizes.append(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return sizes
+
+
 def redis_commands(url: str) -> int:
     import redis
 
@@ -144,6 +159,7 @@ def main() -> int:
                 wall = time.monotonic() - began
                 worker_cpu = sum(tree_cpu(w.pid) for w in workers) - sum(cpu0)
                 bot_cpu = tree_cpu(bot.process.pid) - bot_cpu0
+                memory = [tree_rss_mib(w.pid) for w in workers] + [tree_rss_mib(bot.process.pid)]
                 commands = redis_commands(redis_server.url) - commands0
                 pg = postgres_stats(database_url) if database_url else (0, 0, 0)
                 time.sleep(1.0)
@@ -188,6 +204,10 @@ def main() -> int:
               f"Redis commands {commands / pieces:.1f}, PostgreSQL transactions {pg[0] - pg0[0]} "
               f"-> {(pg[0] - pg0[0]) / pieces:.1f} (rows written {(pg[1] - pg0[1]) / pieces:.1f}, "
               f"read {(pg[2] - pg0[2]) / pieces:.1f}); all steps, not pieces alone")
+    if pieces:
+        print("resident memory, MiB: worker (queue process, composer processes) "
+              + "; ".join(", ".join(f"{m:.0f}" for m in tree) for tree in memory[:-1])
+              + f"; bot {memory[-1][0]:.0f}")
     print(f"{'latency, s (update queued -> last reply)':<44}{'n':>5}{'p50':>8}{'p95':>8}{'max':>8}")
     for name in [step.name for step in plan] + ["all steps"]:
         times = [o.latency for o in outcomes if o.latency is not None and o.error is None
