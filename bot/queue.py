@@ -8,8 +8,8 @@ processes on any machine with the models, and the state several bot replicas mus
   (``bot.worker.Workers``: models loaded once per process, a broken pool restarted once). arq removes a
   job from the queue only when it has finished, so a worker killed mid-piece leaves it to be delivered
   again once its in-progress mark expires (the job's time limit plus ``REDELIVER_GRACE``); at most
-  ``MAX_TRIES`` deliveries. Failed jobs are logged, kept by arq with their result for an hour, and listed
-  in ``composer:failed`` (the last 1,000).
+  ``MAX_TRIES`` deliveries. Failed jobs are logged, kept by arq with their result for ``KEEP_RESULT``
+  seconds, and listed in ``composer:failed`` (the last 1,000).
 - ``RedisGate``: one piece at a time per user and the rate limit, as one Lua script.
 - ``SharedChatOrder``: updates of one chat handled one at a time, in ``update_id`` order, across replicas.
 - ``ClaimingStorage``: a replica that restarts takes over only the unanswered requests of replicas that
@@ -69,6 +69,9 @@ REDELIVER_GRACE = 3.0
 #: A piece no worker has started within this long is given up (no worker running, say).
 WAIT_LIMIT = 600.0
 FAILED_LIST = "composer:failed"
+#: Seconds arq keeps a result the bot has not taken (the bot that asked is gone; its successor asks anew).
+KEEP_RESULT = 600
+RESULT_PREFIX = "arq:result:"
 KEEP_FAILED = 1000
 #: How long the bot keeps waiting through a Redis outage before it gives a piece up.
 OUTAGE_LIMIT = 60.0
@@ -133,7 +136,7 @@ def build_worker(redis_url: str, workers: Workers, jobs: int, timeout: float) ->
     return Worker(
         functions=[func(make_piece_job, name=JOB_FUNCTION)], queue_name=QUEUE_NAME,
         redis_settings=redis_settings(redis_url),
-        max_jobs=jobs, job_timeout=timeout + 5, max_tries=MAX_TRIES, keep_result=3600, poll_delay=0.1,
+        max_jobs=jobs, job_timeout=timeout + 5, max_tries=MAX_TRIES, keep_result=KEEP_RESULT, poll_delay=0.1,
         ctx={"workers": workers}, after_job_end=_job_ended, handle_signals=False, log_results=False,
     )
 
@@ -238,8 +241,8 @@ class QueueWorkers:
         finally:
             if notice is not None:
                 notice.cancel()
-            with contextlib.suppress(RedisError):
-                await redis.delete(_done_key(job_id))
+            with contextlib.suppress(RedisError):  # the result (300 KB of audio and score) is taken
+                await redis.delete(_done_key(job_id), RESULT_PREFIX + job_id)
         if kind == "error":
             raise value
         return value

@@ -241,6 +241,14 @@ def test_a_worker_killed_mid_piece_loses_nothing(
             time.sleep(1.0)
             for who in people:
                 assert len(_pieces(telegram, who.id)) == 1
+            import redis
+
+            client = redis.Redis.from_url(redis_server.url)
+            try:  # nothing left behind: no job on the queue, no result the bot did not take
+                assert client.zcard("composer:pieces") == 0
+                assert client.keys("arq:result:*") == []
+            finally:
+                client.close()
         finally:
             assert bot.stop() == 0, bot.log()
 
