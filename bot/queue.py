@@ -182,12 +182,28 @@ def run_worker(redis_url: str, models_dir: Path, soundfont: Path | None, process
                     await worker.close()
                 await asyncio.sleep(1.0)
         finally:
-            workers.shutdown()
+            await _stop_pool(workers)
 
     logging.getLogger("arq").setLevel(logging.INFO)
     log.info("composer worker: %d process(es), queue %s", processes, QUEUE_NAME)
     asyncio.run(main())
     return 0
+
+
+async def _stop_pool(workers: Workers, grace: float = 10.0) -> None:
+    """Interrupt the pieces still running in the pool (SIGINT: they clean up their temporary files; their
+    jobs are back on the queue already) and wait for the processes while the event loop still runs."""
+    pool = workers._pool
+    processes = list(getattr(pool, "_processes", {}).values()) if pool is not None else []
+    workers.shutdown()
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # the pool's callbacks run on this loop
 
 
 # The bot side
