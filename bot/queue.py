@@ -78,6 +78,9 @@ OUTAGE_LIMIT = 60.0
 #: A waiting bot is woken by the worker when its piece is done; it looks at the job this often anyway (a
 #: job Redis lost, a piece past its time limit).
 WAKE_EVERY = 3
+#: Live replicas look for requests of replicas that are gone this often, once they are this old.
+TAKEOVER_EVERY = 30.0
+TAKEOVER_AGE = 10.0
 #: A replica's heartbeat; requests it owns are taken over once it has been silent this long.
 ALIVE_TTL_MS = 15_000
 
@@ -515,7 +518,8 @@ class SharedChatOrder(PerChatUpdateProcessor):
 
 _CLAIM = """
 local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] and redis.call('EXISTS', 'composer:alive:' .. owner) == 1 then return 0 end
+if owner == ARGV[1] then return 0 end
+if owner and redis.call('EXISTS', 'composer:alive:' .. owner) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', 172800)
 return 1
 """
@@ -531,6 +535,11 @@ class ClaimingStorage:
         self.replica = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.redis: ArqRedis | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self.min_age = TAKEOVER_AGE
+        self.settle_seconds = 2 * ALIVE_TTL_MS / 1000
+        #: Requests this replica is making: their owner marks are renewed with each heartbeat, so that a
+        #: Redis that lost its data (restarted without it) has them back within seconds.
+        self._mine: set[int] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._storage, name)
@@ -541,11 +550,19 @@ class ClaimingStorage:
         await self.redis.set(f"composer:alive:{self.replica}", b"1", px=ALIVE_TTL_MS)
         self._heartbeat = asyncio.create_task(self._beat(), name="replica-heartbeat")
 
-    async def close(self) -> None:
+    async def _heartbeat_stop(self) -> None:
+        """Stop sending heartbeats and say so: other replicas may take over this one's requests."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+            self._heartbeat = None
+        if self.redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(f"composer:alive:{self.replica}")
+
+    async def close(self) -> None:
+        await self._heartbeat_stop()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.close(close_connection_pool=True)
@@ -557,10 +574,21 @@ class ClaimingStorage:
             await asyncio.sleep(ALIVE_TTL_MS / 3000)
             with contextlib.suppress(RedisError, OSError):
                 assert self.redis is not None
-                await self.redis.set(f"composer:alive:{self.replica}", b"1", px=ALIVE_TTL_MS)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(f"composer:alive:{self.replica}", b"1", px=ALIVE_TTL_MS)
+                    for request_id in list(self._mine):
+                        pipe.set(f"composer:owner:{request_id}", self.replica, ex=172800)
+                    await pipe.execute()
+
+    async def settled(self) -> bool:
+        """Whether Redis has been up long enough for every live replica's marks to be back in it."""
+        assert self.redis is not None
+        info = await self.redis.info("server")
+        return int(info.get("uptime_in_seconds", 0)) >= self.settle_seconds
 
     async def start_request(self, request: Any, primer: Melody | None = None) -> Any:
         stored = await self._storage.start_request(request, primer)
+        self._mine.add(stored.id)
         with contextlib.suppress(RedisError, OSError):
             assert self.redis is not None
             await self.redis.set(f"composer:owner:{stored.id}", self.replica, ex=172800)
@@ -568,15 +596,24 @@ class ClaimingStorage:
 
     async def finish_request(self, request_id: int, error: str | None = None) -> None:
         await self._storage.finish_request(request_id, error)
+        self._mine.discard(request_id)
         with contextlib.suppress(RedisError, OSError):
             assert self.redis is not None
             await self.redis.delete(f"composer:owner:{request_id}")
 
     async def pending_requests(self) -> list[Any]:
-        """The unanswered requests no live replica is making, now claimed by this one."""
+        """The unanswered requests no live replica is making (and at least ``TAKEOVER_AGE`` seconds old,
+        so one a live replica has just written is never taken), now claimed by this one."""
         assert self.redis is not None
+        if not await self.settled():
+            log.warning("Redis restarted moments ago: requests of replicas that are gone wait a round")
+            return []
         mine = []
+        now = time.time()
         for request in await self._storage.pending_requests():
+            if now - request.created_at < self.min_age:
+                continue
             if await self.redis.eval(_CLAIM, 1, f"composer:owner:{request.id}", self.replica):
                 mine.append(request)
+                self._mine.add(request.id)
         return mine

@@ -4,6 +4,8 @@ asyncpg."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 from typing import Any
@@ -58,8 +60,14 @@ def install(app: Application, config: Config) -> None:
         await gate.start()
         if post_init is not None:
             await post_init(app)
+        app.bot_data["takeover"] = asyncio.create_task(_take_over(app), name="takeover")
 
     async def stop(app: Application) -> None:
+        takeover = app.bot_data.pop("takeover", None)
+        if takeover is not None:
+            takeover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await takeover
         if post_shutdown is not None:
             result = post_shutdown(app)
             if inspect.isawaitable(result):
@@ -71,3 +79,17 @@ def install(app: Application, config: Config) -> None:
     app.post_shutdown = stop
     log.info("scale mode: pieces go on the Redis queue%s",
              ", storage in PostgreSQL" if config.database_url else "")
+
+
+async def _take_over(app: Application) -> None:
+    """Now and then, make again (or apologise for) the requests of replicas that died while this one
+    runs, as a restarted replica does at start-up (``bot.recovery``)."""
+    from bot.queue import TAKEOVER_EVERY
+    from bot.recovery import recover
+
+    while True:
+        await asyncio.sleep(TAKEOVER_EVERY)
+        try:
+            await recover(app)  # ClaimingStorage.pending_requests: only what no live replica makes
+        except Exception as exc:  # Redis or the database away for now: the next round tries again
+            log.warning("could not look for requests of replicas that are gone: %s", exc)

@@ -192,3 +192,50 @@ async def test_a_waiting_piece_is_told_its_place_in_the_shared_queue(redis_serve
     finally:
         await queue.redis.delete(QUEUE_NAME)
         await queue.close()
+
+
+async def test_a_replica_takes_over_only_the_requests_of_replicas_that_are_gone(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    from bot.queue import ClaimingStorage
+
+    shared = Storage(tmp_path / "shared.sqlite3")
+    replicas = [ClaimingStorage(shared, redis_server.url) for _ in range(3)]
+    await shared.open()
+    for replica in replicas:
+        replica._storage = _Unclosable(shared)
+        await replica.open()
+        replica.min_age = replica.settle_seconds = 0
+    try:
+        a, b, c = replicas
+        request = await a.start_request(PieceRequest(user_id=3, chat_id=3, message_id=None, language="en",
+                                                     kind="compose", params=PARAMS))
+        assert await b.pending_requests() == []  # a is alive and making it
+        assert await a.pending_requests() == []  # and a does not take its own
+        await a._heartbeat_stop()  # a dies
+        assert [r.id for r in await b.pending_requests()] == [request.id]  # b takes it over
+        assert await c.pending_requests() == []  # and nobody else does
+        b.settle_seconds = c.settle_seconds = 3600  # as if Redis had just restarted without its data
+        await b.redis.delete(f"composer:owner:{request.id}")
+        assert await c.pending_requests() == [] and await b.pending_requests() == []
+        await b.finish_request(request.id)
+        assert await shared.pending_requests() == []
+    finally:
+        for replica in replicas:
+            await replica.close()
+        await shared.close()
+
+
+class _Unclosable:
+    """The one storage the replicas share here: opened and closed by the test, not by each replica."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    async def open(self) -> None:
+        """Opened once by the test."""
+
+    async def close(self) -> None:
+        """Closed once by the test."""
