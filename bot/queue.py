@@ -65,7 +65,9 @@ JOB_FUNCTION = "make_piece"
 #: Deliveries of one job at most (the first and two more after a worker was lost).
 MAX_TRIES = 3
 #: A job is delivered again this long after its time limit when the worker that had it stopped answering.
-REDELIVER_GRACE = 3.0
+REDELIVER_GRACE = 2.0
+#: arq's own time limit on a job, past the pool's (which ends the piece first).
+ARQ_EXTRA = 2.0
 #: A piece no worker has started within this long is given up (no worker running, say).
 WAIT_LIMIT = 600.0
 FAILED_LIST = "composer:failed"
@@ -139,7 +141,8 @@ def build_worker(redis_url: str, workers: Workers, jobs: int, timeout: float) ->
     return Worker(
         functions=[func(make_piece_job, name=JOB_FUNCTION)], queue_name=QUEUE_NAME,
         redis_settings=redis_settings(redis_url),
-        max_jobs=jobs, job_timeout=timeout + 5, max_tries=MAX_TRIES, keep_result=KEEP_RESULT, poll_delay=0.1,
+        max_jobs=jobs, job_timeout=timeout + ARQ_EXTRA, max_tries=MAX_TRIES, keep_result=KEEP_RESULT,
+        poll_delay=0.1,
         ctx={"workers": workers}, after_job_end=_job_ended, handle_signals=False, log_results=False,
     )
 
@@ -161,7 +164,7 @@ def run_worker(redis_url: str, models_dir: Path, soundfont: Path | None, process
             while not stop.is_set():
                 worker = build_worker(redis_url, workers, processes, timeout)
                 # A job is delivered again soon after its time limit if this worker stops answering.
-                worker.in_progress_timeout_s = timeout + 5 + REDELIVER_GRACE
+                worker.in_progress_timeout_s = timeout + ARQ_EXTRA + REDELIVER_GRACE
                 task = asyncio.ensure_future(worker.async_run())
                 stopping = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -304,7 +307,7 @@ class QueueWorkers:
             now = loop.time()
             if status == JobStatus.in_progress:
                 started = started or now
-                if now - started > self.timeout + 5 + REDELIVER_GRACE + 5:
+                if now - started > self.timeout + ARQ_EXTRA + REDELIVER_GRACE + 5:
                     raise TimeoutError
             else:
                 started = None

@@ -38,7 +38,7 @@ if redis_binary() is None:
 PIECE = ("sendDocument", "sendVoice", "sendPhoto")
 ROOT = Path(__file__).resolve().parent.parent
 _ids = itertools.count(70_000)
-#: Worker time limit: a killed worker's job is delivered again about this long (+ 7 s) after it started.
+#: Worker time limit: a killed worker's job is delivered again about this long (+ 4 s) after it started.
 JOB_SECONDS = "6"
 
 
