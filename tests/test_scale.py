@@ -6,7 +6,8 @@ against the fake Bot API server.
   in order;
 - two workers, one SIGKILLed mid-piece: its piece is delivered again to the other, nothing is lost;
 - Redis restarted (without its data) mid-run: the bot and the worker reconnect, the piece that was waiting
-  is put on the queue again, and later pieces go through.
+  is put on the queue again, and later pieces go through;
+- a worker stopped with SIGTERM mid-piece hands the job back to the queue at once.
 """
 
 from __future__ import annotations
@@ -274,3 +275,34 @@ def test_the_bot_recovers_when_redis_restarts(
             assert len(_pieces(telegram, who.id)) == 1
         finally:
             assert bot.stop() == 0, bot.log()
+
+
+async def test_a_worker_stopped_with_sigterm_hands_its_piece_back_at_once(
+        redis_server: RedisServer, workers: list[WorkerProcess]) -> None:
+    """Runs last: it stops the module's last worker. The piece goes back on the queue for another."""
+    import asyncio
+
+    from bot.queue import QUEUE_NAME, QueueWorkers
+    from composer.compose import ComposeRequest
+
+    alive = [w for w in workers if w.process.poll() is None]
+    assert alive, "no worker left"
+    worker = alive[0]
+    queue = QueueWorkers(redis_server.url, max_queue=10, timeout=30)
+    await queue.open()
+    try:
+        before = worker.started()
+        waiting = asyncio.create_task(queue.run(ComposeRequest(bars=64)))
+        await asyncio.to_thread(worker.wait_log, "→", 60, before + 1)
+        stopped = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.process.wait, 20) == 0
+        assert time.monotonic() - stopped < 10
+        assert "will be run again" in worker.log()
+        assert await queue.redis.zcard(QUEUE_NAME) == 1  # waiting for the next worker
+        assert await queue.redis.keys("arq:in-progress:*") == []
+        assert not waiting.done()
+        waiting.cancel()
+    finally:
+        await queue.redis.delete(QUEUE_NAME)
+        await queue.close()
