@@ -1,6 +1,12 @@
-"""Render time of a 16-bar melody as OGG/Opus audio and as a PNG score, and the audio's size.
+"""CPU per 16-bar piece, stage by stage, and render time of a fixed melody as audio and as a score.
 
-    python benchmarks/render_bench.py [--repeat 7] [--bars 16]
+    python benchmarks/render_bench.py [--repeat 7] [--bars 16] [--pieces 3] [--style celtic ...]
+    python benchmarks/render_bench.py --subprocess-audio   # the old path: a fluidsynth process per piece
+
+First, per piece as the bot makes it (the shipped models, seeds 1..``--pieces`` per style, with the
+accompaniment): sampling (``compose``), harmonising (``arrange`` and writing the MIDI), audio
+(``render_ogg``), score (``render_png`` with chord symbols), their total and ``make_piece`` as one call,
+median over pieces and repeats. Then the fixed melody of ``bench_melody``, audio and score alone.
 
 Reports the median over the repeats of wall time and of CPU time (this process plus its
 FluidSynth, opusenc and rsvg-convert children), so numbers taken on a busy machine still say
@@ -66,11 +72,73 @@ def measure(work: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def stages(bars: int, pieces: int, repeat: int, styles: list[str] | None) -> None:
+    """CPU (and wall) per stage of whole pieces composed by the shipped models, with accompaniment."""
+    from composer.arrange import arrange, lead_style
+    from composer.compose import ComposeRequest, compose
+    from composer.harmony import load_model
+    from composer.model_store import ModelLibrary
+    from composer.piece import make_piece
+
+    library = ModelLibrary()
+    load_model()
+    names = styles or [s.name for s in library.styles()]
+    cells: dict[str, list[tuple[float, float]]] = {}
+    state: dict[str, object] = {}
+
+    def timed(name: str, work: Callable[[], object]) -> object:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        result = work()
+        cells.setdefault(name, []).append((time.perf_counter() - wall, cpu_seconds() - cpu))
+        return result
+
+    for style in names:
+        for seed in range(1, pieces + 1):
+            request = ComposeRequest(style=style, bars=bars, seed=seed)
+            make_piece(request, library)  # warm: models, soundfont, verovio
+            for _ in range(repeat):
+                before = len(cells.get("sampling", []))
+                composition = timed("sampling", lambda: compose(request, library))  # noqa: B023
+                melody = composition.melody  # type: ignore[attr-defined]
+
+                def harmonise() -> None:
+                    arrangement = arrange(melody, lead_style(composition.mix))  # noqa: B023
+                    state["arrangement"] = arrangement
+                    state["midi"] = melody_to_midi(melody, arrangement.tracks)  # noqa: B023
+
+                timed("harmonising + MIDI", harmonise)
+                timed("audio (render_ogg)", lambda: render_ogg(state["midi"]))  # type: ignore[arg-type]
+                timed("score (render_png)", lambda: render_png(
+                    melody, style, chords=state["arrangement"].symbols()))  # type: ignore[attr-defined]  # noqa: B023
+                parts = [cells[name][-1] for name in cells if len(cells[name]) > before and name != "total"]
+                cells.setdefault("total of the stages", []).append(
+                    (sum(w for w, _ in parts), sum(c for _, c in parts)))
+                timed("make_piece (one call, audio in a thread)", lambda: make_piece(request, library))  # noqa: B023
+    count = len(cells["sampling"])
+    print(f"{count} pieces of {bars} bars ({', '.join(names)}; seeds 1-{pieces}, x{repeat}), with "
+          f"accompaniment; median; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'stage':42} {'wall s':>7} {'CPU s':>7}")
+    for name, values in cells.items():
+        wall = statistics.median(w for w, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        print(f"{name:42} {wall:7.3f} {cpu:7.3f}")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--pieces", type=int, default=3, help="seeds per style for the per-stage table")
+    parser.add_argument("--style", action="append", help="styles for the per-stage table (default: all)")
+    parser.add_argument("--no-stages", action="store_true", help="only the fixed melody")
+    parser.add_argument("--subprocess-audio", action="store_true",
+                        help="render audio with a fluidsynth process per piece (the fallback path)")
     args = parser.parse_args()
+    if args.subprocess_audio:
+        os.environ["COMPOSER_AUDIO_SUBPROCESS"] = "1"
+    if not args.no_stages:
+        stages(args.bars, args.pieces, max(1, args.repeat // 3), args.style)
 
     melody = bench_melody(args.bars)
     midi = melody_to_midi(melody)

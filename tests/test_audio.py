@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from composer.audio import BITRATE_KBPS, MAX_VOICE_BYTES, SAMPLE_RATE, bitrate_kbps, render_ogg
+from composer.audio import (
+    BITRATE_KBPS,
+    MAX_VOICE_BYTES,
+    SAMPLE_RATE,
+    SUBPROCESS_ENV,
+    bitrate_kbps,
+    render_ogg,
+)
 from composer.errors import RenderError
 from composer.melody import HOLD, REST, Melody
 from composer.midi_writer import melody_to_midi
@@ -102,8 +109,14 @@ def test_missing_fluidsynth_names_the_package(
     assert caught.value.code == "missing_tool"
 
 
+@pytest.fixture
+def subprocess_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Render with a ``fluidsynth`` process per piece, the fallback when libfluidsynth is missing."""
+    monkeypatch.setenv(SUBPROCESS_ENV, "1")
+
+
 def test_a_hung_renderer_is_killed_and_leaves_no_files(
-    midi: bytes, tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+    midi: bytes, tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch, subprocess_path: None
 ) -> None:
     tools = tmp_path / "bin"
     tools.mkdir()
@@ -149,7 +162,7 @@ def test_bytes_that_are_not_midi_are_refused() -> None:
 
 
 def test_a_render_is_counted_while_it_holds_temporary_files(
-    midi: bytes, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+    midi: bytes, private_tmp: Path, monkeypatch: pytest.MonkeyPatch, subprocess_path: None
 ) -> None:
     from composer import audio
 
@@ -199,3 +212,51 @@ def test_the_bitrate_falls_with_the_length_to_stay_under_the_limit() -> None:
     for seconds in (150.0, 180.0, 300.0, 600.0):
         assert bitrate_kbps(seconds) * 1000 / 8 * seconds < MAX_VOICE_BYTES
     assert bitrate_kbps(180.0) > 36  # still clean for mono music
+
+
+def _loudness(ogg: bytes) -> np.ndarray:
+    """RMS per 50 ms of the decoded voice message."""
+    audio, rate = soundfile.read(io.BytesIO(ogg), dtype="float32")
+    hop = rate // 20
+    return np.sqrt(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, axis=1))
+
+
+def test_the_loaded_synthesizer_sounds_as_the_fluidsynth_command(
+    midi: bytes, ogg: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from composer import audio
+
+    assert audio._loaded_synth(audio.check_setup()) is not None, "pyfluidsynth / libfluidsynth missing"
+    for synth in audio._synths.values():
+        synth.lock.release()
+    monkeypatch.setenv(SUBPROCESS_ENV, "1")
+    by_process = render_ogg(midi)
+    ours, theirs = _loudness(ogg), _loudness(by_process)
+    assert len(ours) == len(theirs)
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.98  # the same notes at the same times
+    assert np.abs(ours - theirs).max() < 0.05
+
+
+def test_a_piece_does_not_hear_the_one_before() -> None:
+    """The kept synthesizer is reset and its releasing voices and reverb played out between pieces."""
+    held = Melody((60, *[HOLD] * 63), tempo_bpm=120.0, program=48)  # strings: a long release
+    render_ogg(melody_to_midi(held))
+    with pytest.raises(RenderError) as caught:
+        render_ogg(melody_to_midi(Melody((REST, HOLD, HOLD, HOLD))))
+    assert caught.value.code == "silent"
+
+
+def test_the_loaded_synthesizer_keeps_the_time_limit(midi: bytes, private_tmp: Path) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_ogg(midi, timeout=0.01)
+    assert caught.value.code == "timeout"
+    assert list(private_tmp.iterdir()) == []
+    assert len(render_ogg(midi)) > 40_000  # and the synthesizer is free again afterwards
+
+
+def test_a_second_thread_renders_with_a_process_meanwhile(midi: bytes) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: render_ogg(midi), range(2)))
+    assert all(r.startswith(b"OggS") for r in results)
