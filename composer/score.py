@@ -15,6 +15,7 @@ import itertools
 import math
 import subprocess
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 import music21
@@ -116,21 +117,52 @@ def melody_to_musicxml(melody: Melody, title: str, chords: Sequence[tuple[int, s
     for a, b in _pieces(position, total, cuts):  # close the last bar with a rest
         part.append(music21.note.Rest(quarterLength=(b - a) / STEPS_PER_QUARTER))
     part.insert(0, music21.clef.bestClef(part, allowTreble8vb=True, recurse=False))
-    for step, figure in chords:
-        if step < min(melody.n_steps, MAX_BARS * melody.steps_per_bar):
-            part.insert(step / STEPS_PER_QUARTER, copy.deepcopy(_chord_symbol(figure)))
     if melody.pickup_steps:
         _write_anacrusis(part)
     score = music21.stream.Score([part])
     score.metadata = music21.metadata.Metadata(title=title)
-    exporter = music21.musicxml.m21ToXml.GeneralObjectExporter(score)
-    return exporter.parse().decode("utf-8")
+    # What music21's GeneralObjectExporter does, less its deep copy of the whole score (the part has no
+    # gaps to fill): measures, ties, beams, accidentals made in place, then durations split and exported.
+    score.makeNotation(inPlace=True)
+    exporter = music21.musicxml.m21ToXml.ScoreExporter(score, makeNotation=True)
+    root = exporter.parse()
+    # A chord symbol in the score would be deep-copied by makeNotation and each of its pitches spelt
+    # against the key: a third of the time. So the <harmony> elements music21 writes for each figure
+    # are made once and put into the MusicXML before the note or rest on the chord's step (every chord
+    # step starts one: the notes were cut there).
+    shift = melody.steps_per_bar - melody.pickup_steps if melody.pickup_steps else 0
+    last = min(melody.n_steps, MAX_BARS * melody.steps_per_bar)
+    wanted = {step - shift: figure for step, figure in chords if shift <= step < last}
+    if wanted:
+        _insert_harmonies(root, wanted)
+    return exporter.asBytes().decode("utf-8")
+
+
+def _insert_harmonies(root: ET.Element, chords: dict[int, str]) -> None:
+    """A <harmony> for each ``step: figure`` of ``chords`` before the note or rest starting on that step
+    (steps counted from the first note or rest of the score)."""
+    divisions = 1
+    position = 0  # in divisions
+    for measure in root.iter("measure"):
+        for element in list(measure):
+            if element.tag == "attributes" and element.findtext("divisions"):
+                divisions = int(element.findtext("divisions") or 1)
+            elif element.tag == "note":
+                step, remainder = divmod(position * STEPS_PER_QUARTER, divisions)
+                if not remainder and step in chords and element.find("chord") is None:
+                    harmony = copy.deepcopy(_harmony_xml(chords.pop(step)))
+                    measure.insert(list(measure).index(element), harmony)
+                position += int(element.findtext("duration") or 0)
+            elif element.tag == "backup":
+                position -= int(element.findtext("duration") or 0)
+            elif element.tag == "forward":
+                position += int(element.findtext("duration") or 0)
 
 
 @functools.lru_cache(maxsize=512)
-def _chord_symbol(figure: str) -> music21.harmony.ChordSymbol:
-    """One ChordSymbol per figure, copied for each use: a copy costs a tenth of parsing the figure."""
-    return music21.harmony.ChordSymbol(figure)
+def _harmony_xml(figure: str) -> ET.Element:
+    """The MusicXML <harmony> music21 writes for a chord symbol of ``figure`` (parsed once per figure)."""
+    return music21.musicxml.m21ToXml.MeasureExporter().chordSymbolToXml(music21.harmony.ChordSymbol(figure))
 
 
 def _pieces(start: int, end: int, cuts: Sequence[int]) -> list[tuple[int, int]]:
