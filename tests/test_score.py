@@ -170,3 +170,23 @@ def test_missing_rasteriser_names_the_package(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(RenderError, match="apt-get install librsvg2-bin") as caught:
         render_png(tune(2), "t")
     assert caught.value.code == "missing_tool"
+
+
+def test_after_a_pickup_every_bar_is_full_and_each_chord_stands_on_its_note() -> None:
+    from composer.arrange import arrange
+
+    bar = [*run(60, 4), *run(62, 4), *run(64, 2), *run(65, 2), *run(67, 4)]
+    melody = Melody(tuple([*run(REST, 12), *run(67, 4), *bar * 7, *run(60, 16)]), key="C major")
+    assert melody.pickup_steps == 4
+    symbols = arrange(melody, "folk").symbols()
+    root = ET.fromstring(melody_to_musicxml(melody, "t", symbols))
+    divisions = int(root.findtext(".//divisions") or 1)
+    lengths = [sum(int(n.findtext("duration") or 0) for n in m.iter("note")) * 4 // divisions
+               for m in root.iter("measure")]
+    assert lengths == [4] + [16] * 8  # the pickup, then whole bars: no hidden padding
+    assert len(root.findall(".//harmony")) == len(symbols)
+    for measure in root.iter("measure"):  # a chord symbol always comes right before a note or rest
+        children = list(measure)
+        for i, element in enumerate(children):
+            if element.tag == "harmony":
+                assert children[i + 1].tag == "note"
