@@ -15,6 +15,7 @@ folder is removed whatever happens.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import shutil
@@ -58,6 +59,8 @@ OPUS_COMPLEXITY = 4  # measured: 40-50% less CPU than the default 10, 0.03 s les
 SUBPROCESS_ENV = "COMPOSER_AUDIO_SUBPROCESS"
 #: Frames the in-process synthesizer renders per call (the events between land at their own frame).
 SYNTH_BLOCK = 4096
+#: FluidSynth renders this many frames at a time (FLUID_BUFSIZE) and applies MIDI events between them.
+FLUID_BLOCK = 64
 #: Before a piece, the previous one's releasing voices are played out (silently) for at most this long.
 DRAIN_SECONDS = 4.0
 
@@ -196,8 +199,6 @@ class _Synth:
     """
 
     def __init__(self, fluidsynth: object, font: Path) -> None:
-        import ctypes
-
         self.lock = threading.Lock()
         self._fs = fluidsynth
         self._synth = fluidsynth.Synth(  # type: ignore[attr-defined]
@@ -212,23 +213,36 @@ class _Synth:
                           ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         write.restype = ctypes.c_int
         self._write = write
+        self._reset_effects = getattr(fluidsynth._fl, "fluid_synth_set_sample_rate", None)  # type: ignore[attr-defined]
+        if self._reset_effects is not None:
+            self._reset_effects.argtypes = [ctypes.c_void_p, ctypes.c_float]
+            self._reset_effects.restype = None
         self._stereo = np.zeros(2 * SYNTH_BLOCK, dtype=np.float32)
+        self._rendered = 0  # frames so far: FluidSynth computes 64 at a time and applies events between
 
     def _block(self, n: int) -> np.ndarray:
         """The next ``n`` (at most ``SYNTH_BLOCK``) frames, mixed to mono (a view, valid until the next)."""
         address = self._stereo.ctypes.data
         if self._write(self._synth.synth, n, address, 0, 2, address + 4, 0, 2) != 0:
             raise RenderError("FluidSynth failed to render")
+        self._rendered += n
         return (self._stereo[0 : 2 * n : 2] + self._stereo[1 : 2 * n : 2]) * np.float32(0.5)
 
     def _drain(self, deadline: float) -> None:
-        """Silence: every channel reset, the last piece's releasing voices and reverb played out unheard."""
+        """Silence: every channel reset, the last piece's releasing voices and reverb played out unheard,
+        and the synthesizer's 64-frame blocks aligned with the piece's start as in a fresh one (otherwise
+        notes in unison land with other phases: the same MIDI would not sound the same twice)."""
         self._synth.system_reset()
+        if self._reset_effects is not None:  # the reverb's modulated delay lines start as in a fresh one
+            for rate in (SAMPLE_RATE / 2, SAMPLE_RATE):  # (setting the rate it has changes nothing)
+                self._reset_effects(self._synth.synth, ctypes.c_float(rate))
         for _ in range(round(DRAIN_SECONDS * SAMPLE_RATE / SYNTH_BLOCK)):
             quiet = float(np.abs(self._block(SYNTH_BLOCK)).max()) < 1e-6
             if quiet and self._synth.get_active_voice_count() == 0:
-                return
+                break
             _left(deadline)
+        if self._rendered % FLUID_BLOCK:
+            self._block(FLUID_BLOCK - self._rendered % FLUID_BLOCK)
 
     def render(self, midi: mido.MidiFile, frames: int, path: Path, deadline: float) -> float:
         """Play ``midi`` for ``frames`` frames into ``path`` as raw mono float32; the peak."""
@@ -282,8 +296,9 @@ def _loaded_synth(font: Path) -> _Synth | None:
     with _synths_lock:
         synth = _synths.get(key)
         if synth is None:
-            try:
-                import fluidsynth  # pyfluidsynth; raises if libfluidsynth is missing
+            try:  # pyfluidsynth; raises if libfluidsynth is missing, and prints where it is found if $CI
+                with contextlib.redirect_stdout(io.StringIO()):
+                    import fluidsynth
             except (ImportError, OSError):
                 return None
             if not hasattr(fluidsynth, "Synth") or getattr(fluidsynth._fl, "fluid_synth_write_float",
