@@ -2,7 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin redis-server postgresql
+APT_PACKAGES := fluidsynth fluid-soundfont-gm opus-tools librsvg2-bin
+# Servers the scale-mode tests start themselves on loopback ports (the embedded bot needs none).
+TEST_APT_PACKAGES := redis-server postgresql
 STAMP := $(VENV)/.installed
 STYLES := classical renaissance folk chinese celtic
 
@@ -12,6 +14,7 @@ run: deps
 	$(PY) -m bot
 
 test: deps
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
 	$(PY) -m ruff check composer bot tests benchmarks
 	$(PY) -m pytest
 
