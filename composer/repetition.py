@@ -11,7 +11,8 @@ with weight ``weight x`` the best confidence:
 
 So a strain that starts again as it started before is carried on as before, while a new phrase, where no
 lag has a run, is the model's alone. ``weight`` and ``scale`` are tuned per style on validation melodies
-(``tune``) and saved with the model; the sampler and the evaluation use the same code.
+(``tune``) and saved with the model; the evaluation scores with it, the sampler mixes at
+``SAMPLING_SHARE`` of the weight (same code).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 LAG_BARS = (1, 2, 4, 8)
+#: Share of the tuned weight the sampler uses. Tuned weights fit real pieces, which stop repeating when
+#: they move on; a sampled repeat instead feeds its own run. At the full weight 60 folk melodies repeated
+#: more than real ones (MGEval mean overlap 0.84, 0.89 at half the weight; celtic 0.84 either way).
+SAMPLING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,10 @@ class RepetitionModel:
     # --- step by step (the sampler) -----------------------------------------------------------
 
     def start(self, history: np.ndarray, total_steps: int, steps_per_bar: int) -> RepetitionState:
-        """State for candidates whose pieces so far are ``history (B, t)``, to run to ``total_steps``."""
-        return RepetitionState(self, history, total_steps, steps_per_bar)
+        """State for candidates whose pieces so far are ``history (B, t)``, to run to ``total_steps``; it
+        mixes at ``SAMPLING_SHARE`` of the weight."""
+        model = RepetitionModel(self.weight * SAMPLING_SHARE, self.scale)
+        return RepetitionState(model, history, total_steps, steps_per_bar)
 
     # --- whole sequences (evaluation) ---------------------------------------------------------
 
