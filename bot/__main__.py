@@ -40,7 +40,8 @@ def main() -> int:
     if not config.default_style:
         config = replace(config, default_style="classical" if "classical" in styles else next(iter(styles)))
     if config.webhook_url and importlib.util.find_spec("tornado") is None:
-        print('error: WEBHOOK_URL needs the webhook extra: .venv/bin/pip install -e ".[webhooks]"',
+        print('error: WEBHOOK_URL needs python-telegram-bot[webhooks] (make run installs it): '
+              '.venv/bin/pip install "python-telegram-bot[webhooks]"',
               file=sys.stderr)
         return 2
     app = build_application(config, styles, metres)
