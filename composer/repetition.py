@@ -93,7 +93,6 @@ class RepetitionState:
         self.ids[:, :t] = history
         self.t = t
         self.lags = np.array(LAG_BARS) * steps_per_bar
-        self.rows = np.arange(batch)
         self.runs = np.zeros((batch, len(self.lags)), np.int64)
         #: Confidence of a run of ``r`` steps, ``r`` capped (the table reaches 1 well before).
         self.confidence = 1.0 - np.exp(-np.arange(_MAX_RUN + 1) / model.scale)
@@ -110,17 +109,8 @@ class RepetitionState:
         reaches before the piece has no run, so no confidence."""
         if self.model.weight <= 0:
             return probs
-        confidence = self.confidence[self.runs]
-        best = confidence.max(axis=1)
-        if not best.any():
-            return probs
-        lam = self.model.weight * best
-        shares = confidence * (lam / np.maximum(confidence.sum(axis=1), 1e-12))[:, None]
-        proposed = self.ids[:, np.maximum(self.t - self.lags, 0)] + self.rows[:, None] * probs.shape[1]
-        probs *= (1.0 - lam).astype(probs.dtype)[:, None]
-        repeat = np.bincount(proposed.ravel(), shares.ravel(), probs.size).reshape(probs.shape)
-        probs += repeat.astype(probs.dtype)
-        return probs
+        proposed = self.ids[:, np.maximum(self.t - self.lags, 0)]
+        return _mix(probs, proposed, self.confidence[self.runs], self.model.weight)
 
     def push(self, tokens: np.ndarray) -> None:
         """Record the tokens drawn for the current step."""
@@ -134,18 +124,16 @@ _MAX_RUN = 255
 
 
 def _mix(probs: np.ndarray, proposed: np.ndarray, confidence: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 - lambda) probs + lambda p_repeat`` row by row; ``proposed``/``confidence`` are ``(N, L)``."""
-    total = confidence.sum(axis=1)
-    has = total > 0
-    if not has.any():
+    """``(1 - lambda) probs + lambda p_repeat`` row by row, in place; ``proposed``/``confidence`` are
+    ``(N, L)``, a proposal of confidence 0 (a lag before the piece: any id) counts for nothing."""
+    best = confidence.max(axis=1)
+    if not best.any():
         return probs
-    lam = weight * confidence.max(axis=1)
+    lam = weight * best
+    shares = confidence * (lam / np.maximum(confidence.sum(axis=1), 1e-12))[:, None]
+    flat = np.maximum(proposed, 0) + np.arange(len(probs))[:, None] * probs.shape[1]
     probs *= (1.0 - lam).astype(probs.dtype)[:, None]
-    shares = (lam / np.where(has, total, 1.0))[:, None] * confidence
-    rows = np.arange(len(probs))
-    for k in range(proposed.shape[1]):  # one index per row and lag: no repeated index within a lag
-        use = proposed[:, k] >= 0
-        probs[rows[use], proposed[use, k]] += shares[use, k].astype(probs.dtype)
+    probs += np.bincount(flat.ravel(), shares.ravel(), probs.size).reshape(probs.shape).astype(probs.dtype)
     return probs
 
 
@@ -154,6 +142,7 @@ def tune(step_log_probs: list[np.ndarray], targets: list[np.ndarray], steps_per_
          scales: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)) -> tuple[RepetitionModel, float]:
     """The weight and scale with the lowest mean NLL (nats per target) on teacher-forced sequences:
     ``step_log_probs[i] (T, V)`` of the model, ``targets[i] (T,)``. Returns the model and its NLL."""
+    # ``_mix`` reduced to the targets' entries, so the grid costs no full distributions.
     picked = [lp[np.arange(len(y)), y] for lp, y in zip(step_log_probs, targets, strict=True)]
     count = sum(len(y) for y in targets)
     best: tuple[float, RepetitionModel] | None = None
