@@ -176,15 +176,15 @@ class Representation:
         return np.where(ids >= FIRST_PITCH_ID, ids, np.where(ids == REST_ID, -1, sounding))
 
     def sequence_inputs(self, ids: np.ndarray) -> np.ndarray:
-        """Input ids for teacher forcing on target ids ``ids`` (START first, the last one dropped)."""
-        inputs = np.empty(len(ids), np.int64)
-        inputs[0] = START
-        sounding = -1
-        for t in range(1, len(ids)):
-            previous = int(ids[t - 1])
-            inputs[t] = sounding + self.pitches if previous == HOLD_ID and sounding >= 0 else previous
-            sounding = previous if previous >= FIRST_PITCH_ID else (-1 if previous == REST_ID else sounding)
-        return inputs
+        """Input ids for teacher forcing on target ids ``ids`` (START first, the last one dropped): the
+        ``input_ids`` of each previous id, given what sounds before it."""
+        previous = np.asarray(ids[:-1], np.int64)
+        # The last id before each that set the sounding pitch (a pitch or a REST; HOLD keeps it).
+        setter = np.maximum.accumulate(np.where(previous != HOLD_ID, np.arange(len(previous)), -1))
+        set_to = np.where(setter >= 0, previous[np.maximum(setter, 0)], REST_ID)
+        sounding_after = np.where(set_to >= FIRST_PITCH_ID, set_to, -1)
+        sounding_before = np.concatenate([[-1], sounding_after[:-1]])
+        return np.concatenate([[START], self.input_ids(previous, sounding_before)]).astype(np.int64)
 
     def bars_left(self, steps: np.ndarray, steps_per_bar: int, total_bars: int) -> np.ndarray:
         """The bars-left input of absolute steps ``steps`` in a piece of ``total_bars`` bars."""
@@ -213,21 +213,19 @@ class Representation:
         steps. Bars left count to the end of the whole piece; only the last chunk is scored on END."""
         if melody.steps_per_bar > self.max_positions:
             return []
-        ids, _, control = self.encode(melody)
+        moved, _, minor = self.normalise(melody)
+        control = self.control(melody.time_signature, minor)
         spb = melody.steps_per_bar
-        total_bars = -(-len(ids) // spb)
+        total_bars = -(-moved.n_steps // spb)
         bars_per_chunk = max(1, max_steps // spb)
         out = []
         for first_bar in range(0, total_bars, bars_per_chunk):
-            a, b = first_bar * spb, min(len(ids), (first_bar + bars_per_chunk) * spb)
-            chunk = ids[a:b].copy()
-            if a and chunk[0] == HOLD_ID:
-                # A note tied over from before the cut: strike it again so the chunk stands alone.
-                before = ids[:a][ids[:a] != HOLD_ID]
-                chunk[0] = before[-1] if len(before) else REST_ID
-            if not (chunk >= FIRST_PITCH_ID).any():
+            piece = moved.bars(first_bar, first_bar + bars_per_chunk)  # a tied-over note struck again
+            if not piece.pitches():
                 continue
-            final = b == len(ids)
+            chunk = self.event_ids(np.array(piece.events))
+            a, b = first_bar * spb, first_bar * spb + len(chunk)
+            final = b == moved.n_steps
             targets = np.concatenate([chunk, [END]])
             steps = np.arange(a, b + 1)
             weights = np.ones(len(targets), np.float32)
