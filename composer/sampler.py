@@ -177,7 +177,7 @@ class Samples:
     log_likelihood: np.ndarray
 
 
-#: Sampling phases: 0 at the very start, 1 in silence, 2 while a note sounds.
+#: Sampling phases: 0 at the very start, 1 in silence, 2 while a note sounds (from the sounding pitch).
 _FIRST, _SILENT, _SOUNDING = 0, 1, 2
 
 
@@ -188,14 +188,6 @@ def _allowed(vocab_size: int) -> np.ndarray:
     table[:, FIRST_PITCH_ID:] = 1.0
     table[(_FIRST, _SOUNDING), REST_ID] = 1.0
     table[(_SILENT, _SOUNDING), HOLD_ID] = 1.0
-    return table
-
-
-def _next_phase(vocab_size: int) -> np.ndarray:
-    """``table[phase, token]``: the phase after drawing ``token``."""
-    table = np.repeat(np.arange(3)[:, None], vocab_size, axis=1)
-    table[:, REST_ID] = _SILENT
-    table[:, FIRST_PITCH_ID:] = _SOUNDING
     return table
 
 
@@ -283,7 +275,7 @@ def sample(
         for token in primer_ids:
             sounding = rep.next_sounding(np.full(candidates, token), sounding)
         phase[:] = np.where(sounding >= 0, _SOUNDING, _SILENT)
-    allowed, next_phase = _allowed(mixture.vocab_size), _next_phase(mixture.vocab_size)
+    allowed = _allowed(mixture.vocab_size)
     inverse_temperature = np.float32(1.0 / temperature)
     uniforms = rng.random((steps, candidates))
     rows = np.arange(candidates)
@@ -309,9 +301,9 @@ def sample(
             weights = np.exp(logw)
         chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
         picked[t] = probs[rows, chosen]
-        phase = next_phase[phase, chosen]
         fed = rep.input_ids(chosen, sounding)
         sounding = rep.next_sounding(chosen, sounding)
+        phase = np.where(sounding >= 0, _SOUNDING, _SILENT)  # HOLD keeps the phase, as it keeps the pitch
         k = len(primer) + t + 1
         repeats.push(chosen)
         probs = repeats.mix(mixture.step(states, fed, k % steps_per_bar, left(k)))
