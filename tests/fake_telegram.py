@@ -275,6 +275,16 @@ class FakeTelegram:
                     raise TimeoutError(f"gave up after {timeout} s; last calls: {seen}")
                 self._cond.wait(remaining)
 
+    def ask(self, user: FakeUser, text: str, replies: int = 1, timeout: float = 30.0) -> list[Sent]:
+        """Send ``text`` as ``user`` and wait for the bot's next ``replies`` messages in their chat."""
+        mark = self.mark()
+        self.send_text(user, text)
+        return self.wait_replies(user.id, replies, mark, timeout)
+
+    def say(self, user: FakeUser, text: str, timeout: float = 30.0) -> str:
+        """Send ``text`` as ``user``; the text of the bot's next message in their chat."""
+        return self.ask(user, text, 1, timeout)[0].text
+
     def wait_replies(self, chat_id: int, count: int = 1, after: int = 0, timeout: float = 30.0) -> list[Sent]:
         """The first ``count`` messages the bot put in the chat after the mark ``after``."""
 

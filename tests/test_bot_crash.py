@@ -29,12 +29,6 @@ from composer.model_store import ModelLibrary
 PIECE = ["sendDocument", "sendVoice", "sendPhoto"]
 
 
-def _say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
-    mark = telegram.mark()
-    telegram.send_text(who, text)
-    return telegram.wait_replies(who.id, 1, mark)[0].text
-
-
 def _children(pid: int) -> list[int]:
     """The process ids of ``pid``'s children (Linux ``/proc``)."""
     found = Path(f"/proc/{pid}/task/{pid}/children")
@@ -104,13 +98,13 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
                               TMPDIR=str(temporary)).start()
 
         bot = start()
-        assert _say(telegram, who, "/temperature 0.5") == "Saved: temperature = 0.5."
-        assert _say(telegram, who, "/bars 4") == "Saved: bars = 4."
+        assert telegram.say(who, "/temperature 0.5") == "Saved: temperature = 0.5."
+        assert telegram.say(who, "/bars 4") == "Saved: bars = 4."
         mark = telegram.mark()
         telegram.send_text(who, "/compose")
         first = telegram.wait_replies(who.id, 3, mark, 90)
         assert [s.method for s in first] == PIECE
-        assert _say(telegram, who, "/bars 64") == "Saved: bars = 64."
+        assert telegram.say(who, "/bars 64") == "Saved: bars = 64."
 
         mark = telegram.mark()
         telegram.send_text(who, "/compose")
@@ -124,7 +118,7 @@ def test_a_killed_bot_keeps_settings_and_history_and_answers_after_a_restart(
             assert [s.method for s in replies[1:]] == PIECE
             assert replies[-1].text.startswith(f"{styles[0]} · 64 bars · ")
             assert "temperature 0.5" in replies[-1].text
-            shown = _say(telegram, who, "/settings")
+            shown = telegram.say(who, "/settings")
             assert "temperature: 0.5" in shown and "bars: 64" in shown
             _wait_answered(database)
 

@@ -58,17 +58,6 @@ def bot(telegram: FakeTelegram, styles: list[str], models_dir: Path,
     assert "Traceback" not in log, log[log.index("Traceback") - 500 :][:3000]
 
 
-def ask(telegram: FakeTelegram, who: FakeUser, text: str, replies: int = 1,
-        timeout: float = 30) -> list[Sent]:
-    mark = telegram.mark()
-    telegram.send_text(who, text)
-    return telegram.wait_replies(who.id, replies, mark, timeout)
-
-
-def say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
-    return ask(telegram, who, text)[0].text
-
-
 def piece_replies(telegram: FakeTelegram, who: FakeUser, after: int, timeout: float = 90) -> list[Sent]:
     """The chat's next piece (document, voice, photo), passing over any note about the queue."""
     def check(sent: list[Sent]) -> list[Sent] | None:
@@ -95,21 +84,21 @@ def check_piece(replies: list[Sent]) -> Sent:
 
 def test_start_offers_the_styles_as_buttons(bot: BotProcess, telegram: FakeTelegram,
                                             styles: list[str]) -> None:
-    reply = ask(telegram, user(), "/start")[0]
+    reply = telegram.ask(user(), "/start")[0]
     assert reply.text.startswith("Hello, Ann!")
     assert [data for _, data in reply.buttons()] == [f"style:{name}" for name in styles]
-    russian = ask(telegram, user("ru"), "/start")[0]
+    russian = telegram.ask(user("ru"), "/start")[0]
     assert russian.text.startswith("Здравствуйте, Ann!")
 
 
 def test_help_explains_every_command_with_an_example(bot: BotProcess, telegram: FakeTelegram) -> None:
     for language in ("en", "ru"):
-        text = say(telegram, user(language), "/help")
+        text = telegram.say(user(language), "/help")
         for command in COMMANDS:
             if command != "start":
                 assert f"/{command}" in text, (language, command)
         assert "/temperature 0.8" in text and "/compose classical+celtic" in text
-    assert "Что я умею" in say(telegram, user("ru-RU"), "/help")
+    assert "Что я умею" in telegram.say(user("ru-RU"), "/help")
 
 
 def test_the_command_menu_is_set_in_both_languages(bot: BotProcess, telegram: FakeTelegram) -> None:
@@ -124,69 +113,69 @@ def test_compose_replies_with_midi_voice_and_score(bot: BotProcess, telegram: Fa
                                                    styles: list[str]) -> None:
     who = user()
     mark = telegram.mark()
-    photo = check_piece(ask(telegram, who, "/compose", replies=3, timeout=60))
+    photo = check_piece(telegram.ask(who, "/compose", replies=3, timeout=60))
     assert photo.text.startswith(f"{styles[0]} · 16 bars · ")
     assert "temperature 1.0" in photo.text and "seed " in photo.text
     actions = telegram.calls("sendChatAction", chat_id=who.id, after=mark)
     assert actions and actions[0].params["action"] == "upload_document"
     assert actions[0].at < telegram.calls("sendDocument", chat_id=who.id, after=mark)[0].at
-    named = check_piece(ask(telegram, who, f"/compose {styles[-1]}", replies=3, timeout=60))
+    named = check_piece(telegram.ask(who, f"/compose {styles[-1]}", replies=3, timeout=60))
     assert named.text.startswith(f"{styles[-1]} · ")
 
 
 def test_compose_a_mix_of_styles(bot: BotProcess, telegram: FakeTelegram, styles: list[str]) -> None:
     if len(styles) < 2:
         pytest.skip("needs two trained styles")
-    photo = check_piece(ask(telegram, user(), f"/compose {styles[0]}+{styles[1]}", replies=3, timeout=60))
+    photo = check_piece(telegram.ask(user(), f"/compose {styles[0]}+{styles[1]}", replies=3, timeout=60))
     assert photo.text.startswith(f"{styles[0]} 50% + {styles[1]} 50% · ")
 
 
 def test_unknown_style_says_which_styles_exist(bot: BotProcess, telegram: FakeTelegram,
                                                styles: list[str]) -> None:
-    text = say(telegram, user(), "/compose jazz")
+    text = telegram.say(user(), "/compose jazz")
     assert 'style "jazz"' in text and styles[0] in text
-    assert "Я не знаю стиля" in say(telegram, user("ru"), "/style jazz+")
+    assert "Я не знаю стиля" in telegram.say(user("ru"), "/style jazz+")
 
 
 def test_settings_are_validated_remembered_and_used(bot: BotProcess, telegram: FakeTelegram,
                                                     styles: list[str]) -> None:
     who = user()
-    assert "Temperature: 1.0 (from 0.1 to 2.0" in say(telegram, who, "/temperature")
-    assert "from 0.1 to 2.0" in say(telegram, who, "/temperature 5")
-    assert "from 0.1 to 2.0" in say(telegram, who, "/temperature warm")
-    assert say(telegram, who, "/temperature 0,8") == "Saved: temperature = 0.8."
-    assert "Temperature: 0.8" in say(telegram, who, "/temperature")
-    assert "from 4 to 64" in say(telegram, who, "/bars 3")
-    assert "Length: 16 bars (from 4 to 64)" in say(telegram, who, "/bars")
-    assert say(telegram, who, "/bars 8") == "Saved: bars = 8."
-    assert "from 40 to 240" in say(telegram, who, "/tempo 300")
-    assert "Tempo: the style's own" in say(telegram, who, "/tempo")
-    assert say(telegram, who, "/tempo 100") == "Saved: tempo = 100."
-    assert 'instrument "kazoo"' in say(telegram, who, "/instrument kazoo")
-    assert say(telegram, who, "/instrument violin") == "Saved: instrument = Violin."
-    assert "Your style: " + styles[0] in say(telegram, who, "/style")
-    assert say(telegram, who, f"/style {styles[-1]}") == f"Saved: style = {styles[-1]}."
-    assert "I speak ru and en" in say(telegram, who, "/language de")
-    assert say(telegram, who, "/language ru") == "Сохранено: язык = русский."
-    shown = say(telegram, who, "/settings")
+    assert "Temperature: 1.0 (from 0.1 to 2.0" in telegram.say(who, "/temperature")
+    assert "from 0.1 to 2.0" in telegram.say(who, "/temperature 5")
+    assert "from 0.1 to 2.0" in telegram.say(who, "/temperature warm")
+    assert telegram.say(who, "/temperature 0,8") == "Saved: temperature = 0.8."
+    assert "Temperature: 0.8" in telegram.say(who, "/temperature")
+    assert "from 4 to 64" in telegram.say(who, "/bars 3")
+    assert "Length: 16 bars (from 4 to 64)" in telegram.say(who, "/bars")
+    assert telegram.say(who, "/bars 8") == "Saved: bars = 8."
+    assert "from 40 to 240" in telegram.say(who, "/tempo 300")
+    assert "Tempo: the style's own" in telegram.say(who, "/tempo")
+    assert telegram.say(who, "/tempo 100") == "Saved: tempo = 100."
+    assert 'instrument "kazoo"' in telegram.say(who, "/instrument kazoo")
+    assert telegram.say(who, "/instrument violin") == "Saved: instrument = Violin."
+    assert "Your style: " + styles[0] in telegram.say(who, "/style")
+    assert telegram.say(who, f"/style {styles[-1]}") == f"Saved: style = {styles[-1]}."
+    assert "I speak ru and en" in telegram.say(who, "/language de")
+    assert telegram.say(who, "/language ru") == "Сохранено: язык = русский."
+    shown = telegram.say(who, "/settings")
     for line in (f"стиль: {styles[-1]}", "температура: 0.8", "тактов: 8", "темп: 100", "инструмент: Violin",
                  "язык: русский"):
         assert line in shown
-    photo = check_piece(ask(telegram, who, "/compose", replies=3, timeout=60))
+    photo = check_piece(telegram.ask(who, "/compose", replies=3, timeout=60))
     assert photo.text == photo.text.split("\n")[0]
     assert photo.text.startswith(f"{styles[-1]} · тактов: 8 · 100 уд/мин · Violin · температура 0.8 · ")
-    assert say(telegram, who, "/reset") == TEXTS["reset_done"]["en"]
-    shown = say(telegram, who, "/settings")
+    assert telegram.say(who, "/reset") == TEXTS["reset_done"]["en"]
+    shown = telegram.say(who, "/settings")
     assert "temperature: 1.0" in shown and "bars: 16" in shown
     assert "language: from Telegram (English)" in shown
 
 
 def test_russian_telegram_gets_russian_and_can_switch(bot: BotProcess, telegram: FakeTelegram) -> None:
     who = user("ru")
-    assert say(telegram, who, "/bars 99").startswith("Длина - целое число тактов от 4 до 64")
-    assert say(telegram, who, "/language en") == "Saved: language = English."
-    assert say(telegram, who, "/bars 99").startswith("The length must be")
-    assert "как в Telegram (русский)" in say(telegram, who, "/language auto")
+    assert telegram.say(who, "/bars 99").startswith("Длина - целое число тактов от 4 до 64")
+    assert telegram.say(who, "/language en") == "Saved: language = English."
+    assert telegram.say(who, "/bars 99").startswith("The length must be")
+    assert "как в Telegram (русский)" in telegram.say(who, "/language auto")
 
 
 def test_a_midi_file_is_a_seed(bot: BotProcess, telegram: FakeTelegram) -> None:
@@ -244,15 +233,15 @@ def test_photos_voices_stickers_and_words_are_answered(bot: BotProcess, telegram
     telegram.send_message(who, sticker={"file_id": "s", "file_unique_id": "s", "type": "regular",
                                         "width": 1, "height": 1, "is_animated": False, "is_video": False})
     assert "I cannot use this" in telegram.wait_replies(who.id, 1, mark)[0].text
-    assert "I do not know that command" in say(telegram, who, "/dance")
-    assert say(telegram, who, "hello").startswith("Type /compose")
+    assert "I do not know that command" in telegram.say(who, "/dance")
+    assert telegram.say(who, "hello").startswith("Type /compose")
 
 
 def test_buttons_another_continue_and_change_style(bot: BotProcess, telegram: FakeTelegram,
                                                    styles: list[str]) -> None:
     who = user()
-    say(telegram, who, "/bars 4")
-    first = check_piece(ask(telegram, who, "/compose", 3, 60))
+    telegram.say(who, "/bars 4")
+    first = check_piece(telegram.ask(who, "/compose", 3, 60))
     buttons = dict((data.split(":")[0], data) for _, data in first.buttons())
     parent = int(buttons["cont"].split(":")[1])
 
@@ -275,7 +264,7 @@ def test_buttons_another_continue_and_change_style(bot: BotProcess, telegram: Fa
     telegram.press(who, menu, f"style:{styles[-1]}")
     chosen = check_piece(telegram.wait_replies(who.id, 3, mark, 60))
     assert chosen.text.startswith(f"{styles[-1]} · 4 bars")
-    assert f"Your style: {styles[-1]}." in say(telegram, who, "/style")
+    assert f"Your style: {styles[-1]}." in telegram.say(who, "/style")
 
     mark = telegram.mark()
     telegram.press(who, first, "again:999999")
@@ -295,12 +284,12 @@ def test_asking_again_while_busy_and_the_rate_limit(bot: BotProcess, telegram: F
         mark = telegram.mark()
         telegram.send_document(who, b"not midi", "a.mid")
         assert "not a MIDI file" in telegram.wait_replies(who.id, 1, mark)[0].text
-    assert "Please wait" in say(telegram, who, "/compose")
+    assert "Please wait" in telegram.say(who, "/compose")
 
 
 def test_a_long_melody_does_not_hold_up_anyone_else(bot: BotProcess, telegram: FakeTelegram) -> None:
     composer, reader = user(), user()
-    ask(telegram, composer, "/bars 64")
+    telegram.ask(composer, "/bars 64")
     mark = telegram.mark()
     telegram.send_text(composer, "/compose")
     telegram.send_text(reader, "/help")

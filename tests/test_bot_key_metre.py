@@ -47,29 +47,17 @@ def bot(telegram: FakeTelegram, models_dir: Path,
     assert "Traceback" not in log, log[log.index("Traceback") - 500:][:3000]
 
 
-def _say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
-    mark = telegram.mark()
-    telegram.send_text(who, text)
-    return telegram.wait_replies(who.id, 1, mark, 30)[0].text
-
-
-def _compose(telegram: FakeTelegram, who: FakeUser) -> list:
-    mark = telegram.mark()
-    telegram.send_text(who, "/compose")
-    return telegram.wait_replies(who.id, 3, mark, 90)
-
-
 def test_key_and_metre_are_remembered_and_played(bot: BotProcess, telegram: FakeTelegram) -> None:
     who = FakeUser(7101, "Ann", "en")
-    assert "3/4" in _say(telegram, who, "/help")  # each style's metres are listed
-    assert "Key: the seed's, or one of the style's" in _say(telegram, who, "/key")
-    assert "not \"H dur\"" in _say(telegram, who, "/key H dur")
-    assert _say(telegram, who, "/key d minor") == "Saved: key = D minor."
-    assert _say(telegram, who, "/metre 3/4") == "Saved: metre = 3/4."
-    assert _say(telegram, who, "/bars 4") == "Saved: bars = 4."
-    settings = _say(telegram, who, "/settings")
+    assert "3/4" in telegram.say(who, "/help")  # each style's metres are listed
+    assert "Key: the seed's, or one of the style's" in telegram.say(who, "/key")
+    assert "not \"H dur\"" in telegram.say(who, "/key H dur")
+    assert telegram.say(who, "/key d minor") == "Saved: key = D minor."
+    assert telegram.say(who, "/metre 3/4") == "Saved: metre = 3/4."
+    assert telegram.say(who, "/bars 4") == "Saved: bars = 4."
+    settings = telegram.say(who, "/settings")
     assert "key: D minor" in settings and "metre: 3/4" in settings
-    replies = _compose(telegram, who)
+    replies = telegram.ask(who, "/compose", 3, 90)
     document = next(s for s in replies if s.method == "sendDocument")
     data = document.upload().data
     melody = melody_from_midi(data)
@@ -77,17 +65,11 @@ def test_key_and_metre_are_remembered_and_played(bot: BotProcess, telegram: Fake
     signatures = pretty_midi.PrettyMIDI(io.BytesIO(data)).key_signature_changes
     assert [pretty_midi.key_number_to_key_name(k.key_number) for k in signatures] == ["D minor"]
 
-    assert _say(telegram, who, "/metre 5/4") == "Saved: metre = 5/4."
-    (refusal,) = [r for r in _compose_or_refusal(telegram, who)]
+    assert telegram.say(who, "/metre 5/4") == "Saved: metre = 5/4."
+    (refusal,) = [r.text for r in telegram.ask(who, "/compose", 1, 60)]
     assert "5/4" in refusal and "3/4" in refusal and "/metre" in refusal
-    assert _say(telegram, who, "/metre auto").startswith("Saved: metre =")
+    assert telegram.say(who, "/metre auto").startswith("Saved: metre =")
 
     russian = FakeUser(7102, "Иван", "ru")
-    assert _say(telegram, russian, "/key ре минор".replace("ре", "D")) == "Сохранено: тональность = D minor."
-    assert "Размер пишется так" in _say(telegram, russian, "/metre шесть")
-
-
-def _compose_or_refusal(telegram: FakeTelegram, who: FakeUser) -> list[str]:
-    mark = telegram.mark()
-    telegram.send_text(who, "/compose")
-    return [r.text for r in telegram.wait_replies(who.id, 1, mark, 60)]
+    assert telegram.say(russian, "/key D минор") == "Сохранено: тональность = D minor."
+    assert "Размер пишется так" in telegram.say(russian, "/metre шесть")

@@ -44,12 +44,6 @@ def _piece(telegram: FakeTelegram, who: FakeUser, mark: int) -> Sent:
     return replies[-1]
 
 
-def _say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
-    mark = telegram.mark()
-    telegram.send_text(who, text)
-    return telegram.wait_replies(who.id, 1, mark)[0].text
-
-
 def test_a_restart_keeps_settings_and_the_buttons_still_work(models_dir: Path, tmp_path: Path) -> None:
     styles = [info.name for info in ModelLibrary(models_dir).styles()]
     if not styles:
@@ -58,9 +52,9 @@ def test_a_restart_keeps_settings_and_the_buttons_still_work(models_dir: Path, t
     with FakeTelegram() as telegram:
         bot = BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0]).start()
         try:
-            assert _say(telegram, who, "/temperature 0.5") == "Saved: temperature = 0.5."
-            assert _say(telegram, who, "/bars 4") == "Saved: bars = 4."
-            assert _say(telegram, who, "/language ru") == "Сохранено: язык = русский."
+            assert telegram.say(who, "/temperature 0.5") == "Saved: temperature = 0.5."
+            assert telegram.say(who, "/bars 4") == "Saved: bars = 4."
+            assert telegram.say(who, "/language ru") == "Сохранено: язык = русский."
             mark = telegram.mark()
             telegram.send_text(who, "/compose")
             photo = _piece(telegram, who, mark)
@@ -72,7 +66,7 @@ def test_a_restart_keeps_settings_and_the_buttons_still_work(models_dir: Path, t
         bot = BotProcess(telegram, tmp_path, models_dir, DEFAULT_STYLE=styles[0], ALLOWED_USER_IDS="1")
         bot.start()
         try:
-            shown = _say(telegram, who, "/settings")
+            shown = telegram.say(who, "/settings")
             assert "температура: 0.5" in shown and "тактов: 4" in shown and "язык: русский" in shown
             buttons = {data.split(":")[0]: data for _, data in photo.buttons()}
             mark = telegram.mark()
@@ -82,7 +76,7 @@ def test_a_restart_keeps_settings_and_the_buttons_still_work(models_dir: Path, t
             telegram.press(who, photo, buttons["cont"])
             parent = buttons["cont"].split(":")[1]
             assert f"Продолжение мелодии №{parent}." in _piece(telegram, who, mark).text
-            assert _say(telegram, stranger, "/help") == "Sorry, this bot is private."
+            assert telegram.say(stranger, "/help") == "Sorry, this bot is private."
         finally:
             assert bot.stop() == 0
 

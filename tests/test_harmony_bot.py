@@ -62,31 +62,23 @@ def bot(telegram: FakeTelegram, models_dir: Path,
     assert "Traceback" not in log, log[log.index("Traceback") - 500:][:3000]
 
 
-def _say(telegram: FakeTelegram, who: FakeUser, text: str) -> str:
-    mark = telegram.mark()
-    telegram.send_text(who, text)
-    return telegram.wait_replies(who.id, 1, mark, 30)[0].text
-
-
 def _programs(telegram: FakeTelegram, who: FakeUser) -> list[int]:
-    mark = telegram.mark()
-    telegram.send_text(who, "/compose")
-    replies = telegram.wait_replies(who.id, 3, mark, 90)
+    replies = telegram.ask(who, "/compose", 3, 90)
     document = next(s for s in replies if s.method == "sendDocument")
     return [i.program for i in pretty_midi.PrettyMIDI(io.BytesIO(document.upload().data)).instruments]
 
 
 def test_accompaniment_can_be_switched_off_and_on(bot: BotProcess, telegram: FakeTelegram) -> None:
     who = FakeUser(7001, "Ann", "en")
-    assert "Accompaniment: on" in _say(telegram, who, "/accompaniment")
-    assert "on or off" in _say(telegram, who, "/accompaniment loud")
-    assert _say(telegram, who, "/bars 4") == "Saved: bars = 4."
+    assert "Accompaniment: on" in telegram.say(who, "/accompaniment")
+    assert "on or off" in telegram.say(who, "/accompaniment loud")
+    assert telegram.say(who, "/bars 4") == "Saved: bars = 4."
     assert _programs(telegram, who) == [21, 32, 21]  # folk: accordion tune, bass, accordion chords
-    assert _say(telegram, who, "/accompaniment off") == "Saved: accompaniment = off."
-    assert "accompaniment: off" in _say(telegram, who, "/settings")
+    assert telegram.say(who, "/accompaniment off") == "Saved: accompaniment = off."
+    assert "accompaniment: off" in telegram.say(who, "/settings")
     assert _programs(telegram, who) == [21]
     russian = FakeUser(7002, "Иван", "ru")
-    assert _say(telegram, russian, "/accompaniment выкл") == "Сохранено: аккомпанемент = выкл."
-    assert "аккомпанемент: выкл" in _say(telegram, russian, "/settings")
-    assert _say(telegram, who, "/reset")
-    assert "accompaniment: on" in _say(telegram, who, "/settings")
+    assert telegram.say(russian, "/accompaniment выкл") == "Сохранено: аккомпанемент = выкл."
+    assert "аккомпанемент: выкл" in telegram.say(russian, "/settings")
+    assert telegram.say(who, "/reset")
+    assert "accompaniment: on" in telegram.say(who, "/settings")
