@@ -26,10 +26,12 @@ from composer.repetition import RepetitionModel, tune
 from composer.representation import FIRST_PITCH_ID, Representation
 
 TEST_SPLIT_FILE = "test_split.npz"
+#: ``teacher_forced``'s output: per sequence, log-probabilities ``(T, V)``, targets ``(T,)``, steps per bar.
+Forced = tuple[list[np.ndarray], list[np.ndarray], list[int]]
 
 
 def teacher_forced(model: LstmModel, rep: Representation, melodies: list[Melody],
-                   batch_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+                   batch_size: int = 64) -> Forced:
     """Per scored sequence of the melodies: the numpy model's next-step log-probabilities ``(T, V)``, the
     targets ``(T,)`` (steps of weight 0, such as the END of a chunk cut from a longer piece, left out) and
     the steps per bar."""
@@ -45,11 +47,12 @@ def teacher_forced(model: LstmModel, rep: Representation, melodies: list[Melody]
     return out_logp, out_targets, out_spb
 
 
-def model_scores(model: LstmModel, rep: Representation, melodies: list[Melody],
-                 repetition: RepetitionModel | None = None) -> tuple[float, float]:
-    """The model's (mixed with ``repetition``, if given) mean negative log-likelihood per target step
-    (nats), and its pitch cross-entropy at note onsets (bits per note, Pearce 2005)."""
-    logps, targets, spbs = teacher_forced(model, rep, melodies)
+def scores(forced: Forced, rep: Representation,
+           repetition: RepetitionModel | None = None) -> tuple[float, float]:
+    """From ``teacher_forced``'s output: the mean negative log-likelihood per target step (nats) of the
+    model (mixed with ``repetition``, if given), and its pitch cross-entropy at note onsets (bits per
+    note, Pearce 2005)."""
+    logps, targets, spbs = forced
     if repetition is not None:
         logps = [repetition.mix_sequence(lp, y, spb) for lp, y, spb in zip(logps, targets, spbs, strict=True)]
     logp, target = np.concatenate(logps), np.concatenate(targets)
@@ -59,7 +62,7 @@ def model_scores(model: LstmModel, rep: Representation, melodies: list[Melody],
 
 def sequence_nll(model: LstmModel, rep: Representation, melodies: list[Melody]) -> float:
     """Mean negative log-likelihood per target step (nats) of the numpy model alone."""
-    return model_scores(model, rep, melodies)[0]
+    return scores(teacher_forced(model, rep, melodies), rep)[0]
 
 
 def ngram_baselines(data: PreparedData) -> dict:
@@ -105,11 +108,13 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
     split, rep = data.split, data.rep
     baselines = ngram_baselines(data)
     # The short-term repetition model, tuned on validation, ships in the config the sampler reads.
-    repetition, _ = tune(*teacher_forced(model, rep, split.validation))
+    validation = teacher_forced(model, rep, split.validation)  # each split stepped through the model once
+    repetition, _ = tune(*validation)
     meta["repetition"] = repetition.to_config()
     (model_dir / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    test_nll, pitch_bits = model_scores(model, rep, split.test)
-    with_repetition = model_scores(model, rep, split.test, repetition)
+    test = teacher_forced(model, rep, split.test)
+    test_nll, pitch_bits = scores(test, rep)
+    with_repetition = scores(test, rep, repetition)
     save_melodies(model_dir / TEST_SPLIT_FILE, split.test)
     card = {
         "style": meta["style"],
@@ -130,7 +135,7 @@ def score_model(model_dir: Path, data: PreparedData, report: CorpusReport, sourc
         "parameters": model.parameters,
         "size_bytes": (model_dir / "weights.npz").stat().st_size,
         **training,
-        "validation_nll": round(sequence_nll(model, rep, split.validation), 4),
+        "validation_nll": round(scores(validation, rep)[0], 4),
         "test_nll": round(test_nll, 4),
         "pitch_bits": round(pitch_bits, 3),
         "repetition": repetition.to_config(),
