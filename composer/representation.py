@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from composer.keys import estimate_keys
+from composer.keys import estimate_keys, sounding_pitches
 from composer.melody import HOLD, REST, Melody, canonical
 
 PAD, START, END, REST_ID, HOLD_ID = 0, 1, 2, 3, 4
@@ -179,10 +179,8 @@ class Representation:
         """Input ids for teacher forcing on target ids ``ids`` (START first, the last one dropped): the
         ``input_ids`` of each previous id, given what sounds before it."""
         previous = np.asarray(ids[:-1], np.int64)
-        # The last id before each that set the sounding pitch (a pitch or a REST; HOLD keeps it).
-        setter = np.maximum.accumulate(np.where(previous != HOLD_ID, np.arange(len(previous)), -1))
-        set_to = np.where(setter >= 0, previous[np.maximum(setter, 0)], REST_ID)
-        sounding_after = np.where(set_to >= FIRST_PITCH_ID, set_to, -1)
+        pitch_after = sounding_pitches(self.id_events(previous)[None])[0]
+        sounding_after = np.where(pitch_after >= 0, pitch_after - self.low_pitch + FIRST_PITCH_ID, -1)
         sounding_before = np.concatenate([[-1], sounding_after[:-1]])
         return np.concatenate([[START], self.input_ids(previous, sounding_before)]).astype(np.int64)
 
