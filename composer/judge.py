@@ -59,17 +59,9 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
     last = pitches[-1] % 12
     if last != home:
         penalty += NEAR_ENDING_COST if last in (third, fifth) else BAD_ENDING_COST
-    if not on_strong_beat(melody, notes[-1][1]):
+    if notes[-1][1] % melody.steps_per_bar not in melody.strong_positions:
         penalty += WEAK_ENDING_COST
     return penalty
-
-
-def on_strong_beat(melody: Melody, step: int) -> bool:
-    """Whether ``step`` falls on the bar line, or on the middle of a bar of an even number of beats."""
-    spb, beat = melody.steps_per_bar, melody.beat_steps
-    position = step % spb
-    beats = max(1, spb // beat)
-    return position == 0 or (beats % 2 == 0 and position == spb // 2)
 
 
 def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:

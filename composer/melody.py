@@ -57,6 +57,16 @@ class Melody:
         return max(1, STEPS_PER_QUARTER * 4 // den)
 
     @property
+    def strong_positions(self) -> tuple[int, ...]:
+        """Positions in the bar (steps from the bar line) of the metre's strong beats: the bar line, and
+        the middle of the bar when the bar has an even number of beats (as ``beat_steps`` counts them): 4/4
+        beats 1 and 3, 2/4 beats 1 and 2, 2/2 both halves, 4/2 beats 1 and 3, 6/8 beats 1 and 4 (in
+        eighths), 12/8 the first and third dotted quarter; 3/4, 3/8, 9/8, 5/4 only the bar line."""
+        spb, beat = self.steps_per_bar, self.beat_steps
+        beats = spb // beat if spb % beat == 0 else 1
+        return (0, spb // 2) if beats % 2 == 0 and beats >= 2 else (0,)
+
+    @property
     def first_onset(self) -> int | None:
         """Step of the first note, None if there is none."""
         return next((i for i, e in enumerate(self.events) if e >= 0), None)

@@ -37,19 +37,6 @@ VECTOR_SIZE = (12 + 1 + 2 * MAX_INTERVAL + 3 + len(NOTE_LENGTH_EDGES) + ONSET_CL
                + len(_SCALARS))
 
 
-def strong_beats(melody: Melody) -> tuple[int, ...]:
-    """Positions in the bar (steps from the bar line) of the metre's strong beats.
-
-    The bar line, and the middle of the bar when the bar has an even number of beats (beats as
-    ``Melody.beat_steps`` counts them: a dotted quarter in 6/8, 9/8, 12/8, else the denominator):
-    4/4 beats 1 and 3, 2/4 beats 1 and 2, 2/2 both halves, 4/2 beats 1 and 3, 6/8 beats 1 and 4 (in
-    eighths), 12/8 the first and third dotted quarter; 3/4, 3/8, 9/8, 5/4 only the bar line.
-    """
-    spb, beat = melody.steps_per_bar, melody.beat_steps
-    beats = spb // beat if spb % beat == 0 else 1
-    return (0, spb // 2) if beats % 2 == 0 and beats >= 2 else (0,)
-
-
 def _onset_class(position: int, melody: Melody, strong: tuple[int, ...]) -> int:
     beat = melody.beat_steps
     if position == 0:
@@ -91,7 +78,7 @@ def melody_vector(melody: Melody) -> np.ndarray:
     length_class = np.searchsorted(NOTE_LENGTH_EDGES, lengths, "right") - 1
     length_hist = _normalised(np.bincount(length_class, minlength=len(NOTE_LENGTH_EDGES)).astype(float))
     spb = melody.steps_per_bar
-    strong = strong_beats(melody)
+    strong = melody.strong_positions
     onset_hist = _normalised(np.bincount([_onset_class(int(s) % spb, melody, strong) for s in starts],
                                          minlength=ONSET_CLASSES).astype(float))
     metre = np.zeros(len(BAR_STEPS) + 2)
@@ -266,20 +253,21 @@ def _real_vs_generated_once(x_real: np.ndarray, x_gen: np.ndarray, groups: np.nd
 
 def ends_on_tonic_strong(melody: Melody) -> tuple[bool, bool]:
     """Whether the last note is the tonic (pitch class of the Krumhansl-Kessler key estimate of the whole
-    melody), and whether it starts on a strong beat (``strong_beats``)."""
+    melody), and whether it starts on a strong beat (``Melody.strong_positions``)."""
     notes = melody.notes()
     if not notes:
         return False, False
     pitch, start, _ = notes[-1]
     (tonic,), _ = estimate_keys(np.array([melody.events], dtype=int))
-    return pitch % 12 == int(tonic), start % melody.steps_per_bar in strong_beats(melody)
+    return pitch % 12 == int(tonic), start % melody.steps_per_bar in melody.strong_positions
 
 
 def ending_and_opening(melodies: Sequence[Melody]) -> dict:
     """How melodies end and open, as shares of ``melodies`` (``"n"``: how many):
 
-    - ``"tonic_strong_end"``: the last note is the tonic and starts on a strong beat (``strong_beats``:
-      the bar line, and mid-bar in metres of an even number of beats), the tonic by the
+    - ``"tonic_strong_end"``: the last note is the tonic and starts on a strong beat
+      (``Melody.strong_positions``: the bar line, and mid-bar in metres of an even number of beats), the
+      tonic by the
       Krumhansl-Kessler estimate of the whole melody (``composer.keys.estimate_keys``);
     - ``"tonic_end"``: the last note is the tonic, on any beat; ``"strong_end"``: it starts on a strong
       beat, whatever its pitch;

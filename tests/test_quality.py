@@ -15,7 +15,6 @@ from composer.quality import (
     ending_and_opening,
     melody_vector,
     real_vs_generated,
-    strong_beats,
     style_recognition,
 )
 
@@ -69,7 +68,7 @@ def test_vector_is_fixed_length_and_tonic_relative() -> None:
 
 def test_strong_beats_by_metre() -> None:
     def beats(ts: tuple[int, int]) -> tuple[int, ...]:
-        return strong_beats(Melody((60,), ts))
+        return Melody((60,), ts).strong_positions
 
     assert beats((4, 4)) == (0, 8)
     assert beats((3, 4)) == (0,)
