@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from composer import score
 from composer.errors import RenderError
 from composer.melody import HOLD, REST, Melody
 from composer.score import MAX_BARS, PAGE_WIDTH_PX, estimate_key, melody_to_musicxml, render_png
@@ -166,6 +167,7 @@ def test_first_use_may_be_in_a_worker_thread() -> None:
 
 
 def test_missing_rasteriser_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(score.SUBPROCESS_ENV, "1")  # librsvg in this process, else rsvg-convert
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RenderError, match="apt-get install librsvg2-bin") as caught:
         render_png(tune(2), "t")
@@ -190,3 +192,30 @@ def test_after_a_pickup_every_bar_is_full_and_each_chord_stands_on_its_note() ->
         for i, element in enumerate(children):
             if element.tag == "harmony":
                 assert children[i + 1].tag == "note"
+
+
+def test_librsvg_in_this_process_draws_what_rsvg_convert_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    from composer.arrange import arrange
+
+    melody = tune(12)
+    chords = arrange(melody, "folk").symbols()
+    assert score._rasteriser() is not None, "librsvg and cairo load here (librsvg2-bin brings them)"
+    png = render_png(melody, "Folk — 12 bars", chords=chords)
+    monkeypatch.setenv(score.SUBPROCESS_ENV, "1")
+    assert score._rasteriser() is None
+    expected = render_png(melody, "Folk — 12 bars", chords=chords)
+    assert Image.open(io.BytesIO(png)).mode == "L"  # black on white: one byte a pixel
+    assert (decode(png) == decode(expected)).all()
+    assert len(png) < len(expected)
+
+
+def test_colour_is_kept_and_a_broken_svg_is_a_render_error() -> None:
+    rasteriser = score._rasteriser()
+    assert rasteriser is not None
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="30px" height="20px">'
+           b'<rect x="10" y="5" width="10" height="10" fill="#ff0000"/></svg>')
+    pixels = decode(rasteriser.png(svg))
+    assert pixels.shape == (20, 30, 4)
+    assert tuple(pixels[10, 15]) == (255, 0, 0, 255) and tuple(pixels[0, 0]) == (255, 255, 255, 255)
+    with pytest.raises(RenderError, match="librsvg"):
+        rasteriser.png(b"<svg")
