@@ -24,6 +24,7 @@ import threading
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import music21
 import numpy as np
@@ -113,7 +114,7 @@ def melody_to_musicxml(melody: Melody, title: str, chords: Sequence[tuple[int, s
     part = music21.stream.Part()
     num, den = melody.time_signature
     part.append(music21.meter.TimeSignature(f"{num}/{den}"))
-    part.append(music21.key.KeySignature(key.sharps))
+    part.append(_KeySignature(key.sharps))
     part.insert(0, _tempo_mark(melody.tempo_bpm))
     # A note or rest is cut (notes tied) where a chord changes, so each symbol stands over its own beat.
     cuts = sorted({step for step, _ in chords})
@@ -234,13 +235,41 @@ def estimate_key(melody: Melody) -> music21.key.Key:
 
 def _spelling(key: music21.key.Key) -> list[str]:
     """A note name for each pitch class: the key's own, then sharps in sharp keys, flats in flat ones."""
+    return list(_key_spelling(key.tonic.name, key.mode))
+
+
+@functools.lru_cache(maxsize=64)
+def _key_spelling(tonic: str, mode: str) -> tuple[str, ...]:
+    """``_spelling`` of a key, worked out once per key (music21 realises a scale in about 10 ms)."""
+    key = music21.key.Key(tonic, mode)
     names = list(_SHARP_NAMES if key.sharps >= 0 else _FLAT_NAMES)
     scale = list(key.pitches)
     if key.mode == "minor":  # the raised sixth and seventh of melodic minor belong to the key too
         scale += [key.pitchFromDegree(6).transpose("A1"), key.pitchFromDegree(7).transpose("A1")]
     for p in scale:
         names[p.pitchClass] = p.name
-    return names
+    return tuple(names)
+
+
+class _KeySignature(music21.key.KeySignature):
+    """A key signature whose scale is realised once per number of sharps and mode: music21's
+    ``makeAccidentals`` asks for the pitch names of the first measure's key signature (about 10 ms a
+    score) though only a later change of key would use them."""
+
+    def getScale(self, mode: str | None = "major") -> _Scale:
+        return _scale_of(self.sharps, mode)
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """What ``makeAccidentals`` reads of a scale: its pitches."""
+
+    pitches: tuple[music21.pitch.Pitch, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _scale_of(sharps: int, mode: str | None) -> _Scale:
+    return _Scale(tuple(music21.key.KeySignature(sharps).getScale(mode).pitches))
 
 
 def _pitch(midi: int, names: list[str]) -> music21.pitch.Pitch:
