@@ -18,7 +18,7 @@ from composer.melody import Melody
 from composer.representation import Representation
 from composer.styles import BUILTIN_STYLES
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: melodies in range keep their octave (fold policy "keep")
 
 
 @dataclass

@@ -3,7 +3,10 @@
 After Magenta's encoder-decoders: a ``Representation`` is saved in each model's ``config.json`` and used
 by the dataset, training, evaluation, compose and the sampler alike. It owns
 
-- the pitch range (``low_pitch..high_pitch``; melodies are folded into it by octaves, never refused),
+- the pitch range (``low_pitch..high_pitch``; melodies are folded into it by octaves, never refused) and
+  the register: under the ``"keep"`` fold policy a melody that fits the range keeps its octave, so a
+  style's model learns where its tunes lie (fiddle tunes high, chorale tenors low); ``"centre"`` (the
+  models trained before 2026-11-26) moved every melody by octaves to the middle of the range,
 - the key policy: ``"normalise"`` moves every melody to C major or A minor by its estimated key
   (Krumhansl-Kessler) and the mode (major/minor) becomes a control input; ``"written"`` keeps the keys
   as written (the mode input is still the estimated mode),
@@ -33,6 +36,7 @@ from composer.melody import HOLD, REST, Melody, canonical
 PAD, START, END, REST_ID, HOLD_ID = 0, 1, 2, 3, 4
 FIRST_PITCH_ID = 5
 KEY_POLICIES = ("normalise", "written")
+FOLD_POLICIES = ("keep", "centre")
 #: The tonic pitch class a normalised melody is in: C for major, A for minor.
 NORMAL_TONIC = {False: 0, True: 9}
 
@@ -72,10 +76,14 @@ class Representation:
     metre_counts: tuple[int, ...] = (1,)
     #: Corpus pieces per key, ``[major keys on C..B] + [minor keys on C..B]`` (24 counts).
     key_counts: tuple[int, ...] = field(default=(1,) + (0,) * 23)
+    #: ``"keep"``: a melody in range keeps its octave; ``"centre"``: every melody is centred by octaves.
+    fold_policy: str = "keep"
 
     def __post_init__(self) -> None:
         if self.key_policy not in KEY_POLICIES:
             raise ValueError(f"key policy must be one of {KEY_POLICIES}, not {self.key_policy!r}")
+        if self.fold_policy not in FOLD_POLICIES:
+            raise ValueError(f"fold policy must be one of {FOLD_POLICIES}, not {self.fold_policy!r}")
         if len(self.metres) != len(self.metre_counts) or len(self.key_counts) != 24:
             raise ValueError("one count per metre, 24 key counts")
 
@@ -108,14 +116,13 @@ class Representation:
         return 2 * index + int(bool(minor))
 
     def fold(self, melody: Melody) -> Melody:
-        """The melody moved by octaves to sit best in the range; notes still outside it are folded in
-        by octaves one by one."""
+        """The melody moved by whole octaves into the range: as little as it takes under the ``keep``
+        policy (not at all when it fits), to the middle of the range under ``centre``; notes still
+        outside the range (a melody wider than it) are folded in by octaves one by one."""
         pitches = melody.pitches()
         if not pitches:
             return melody
-        centre = (self.low_pitch + self.high_pitch) / 2
-        middle = (min(pitches) + max(pitches)) / 2
-        shift = 12 * round((centre - middle) / 12)
+        shift = self._octave_shift(min(pitches), max(pitches))
         events = []
         for e in melody.events:
             if e >= 0:
@@ -128,18 +135,32 @@ class Representation:
             events.append(e)
         return melody.replace(events=tuple(events))
 
+    def _octave_shift(self, lowest: int, highest: int) -> int:
+        centre = 12 * round(((self.low_pitch + self.high_pitch) - (lowest + highest)) / 24)
+        if self.fold_policy == "centre":
+            return centre
+        up = 12 * -(-(self.low_pitch - lowest) // 12) if lowest < self.low_pitch else 0
+        down = 12 * -(-(highest - self.high_pitch) // 12) if highest > self.high_pitch else 0
+        shift = up - down
+        fits = self.low_pitch <= lowest + shift and highest + shift <= self.high_pitch
+        return shift if fits else centre
+
     def normalise(self, melody: Melody) -> tuple[Melody, Undo, bool]:
         """The melody as the model sees it (in C major / A minor under the ``normalise`` policy, folded
         into range), how to undo that, and whether it is in minor."""
         (tonic,), (minor,) = estimate_keys(np.array([melody.events]))
-        shift = 0
-        if self.key_policy == "normalise":
-            shift = int((NORMAL_TONIC[bool(minor)] - tonic + 6) % 12 - 6)
+        shift = self._key_shift(int(tonic), bool(minor)) if self.key_policy == "normalise" else 0
         moved = self.fold(melody.transposed(shift)) if shift else self.fold(melody)
         first = melody.pitches()
         total = (moved.pitches()[0] - first[0]) if first else shift
         # The octave part of the move is undone too, so a primer's continuation sits where it did.
         return moved, Undo(-total), bool(minor)
+
+    @staticmethod
+    def _key_shift(tonic: int, minor: bool) -> int:
+        """Semitones (-6..5) that move a melody on ``tonic`` to C major / A minor: its register moves
+        by half an octave at most."""
+        return int((NORMAL_TONIC[bool(minor)] - tonic + 6) % 12 - 6)
 
     def shift_to_key(self, tonic: int, minor: bool) -> Undo:
         """How to move a melody sampled in C major / A minor to ``tonic`` (pitch class) and mode."""
@@ -249,6 +270,7 @@ class Representation:
             metres=tuple((int(n), int(d)) for n, d in data["metres"]),
             metre_counts=tuple(int(c) for c in data["metre_counts"]),
             key_counts=tuple(int(c) for c in data["key_counts"]),
+            fold_policy=str(data.get("fold_policy", "centre")),  # configs before it centred every melody
         )
 
     @classmethod

@@ -56,7 +56,21 @@ def test_canonical_spelling() -> None:
 
 def test_fold_shifts_by_octaves() -> None:
     low = Melody((36, HOLD, 40, HOLD), (1, 4))
-    assert REP.fold(low).pitches() == [60, 64]
+    assert REP.fold(low).pitches() == [48, 52]  # as little as it takes
+    assert Representation(fold_policy="centre").fold(low).pitches() == [60, 64]
+
+
+def test_fold_keeps_the_register_of_a_melody_in_range() -> None:
+    high = Melody((76, HOLD, 83, 79), (3, 4))
+    assert REP.fold(high) == high
+    assert Representation(fold_policy="centre").fold(high).pitches() == [64, 71, 67]
+
+
+def test_configs_without_a_fold_policy_centre() -> None:
+    old = Representation().to_config()
+    del old["fold_policy"]
+    assert Representation.from_config(old).fold_policy == "centre"
+    assert Representation.from_config(Representation().to_config()) == Representation()
 
 
 def _midi(*instruments: pretty_midi.Instrument, ts: tuple[int, int] = (3, 4)) -> bytes:
