@@ -1,19 +1,29 @@
 """Sampler speed: the seed document's Keras predict loop against the stateful numpy sampler.
 
     python benchmarks/sampler_bench.py [--models DIR] [--style NAME] [--runs N] [--seed-notes N]
+                                       [--baseline REV]
 
 Times, in one run and after the models are loaded: one 16-bar melody (median of ``--runs``
 compositions), best-of-8, and the seed document's loop (3 x LSTM(256) over a 100-step one-hot window,
 ``model.predict`` once per note, random weights), timed for ``--seed-notes`` notes and extrapolated
 to the same number of steps. For a like-for-like view it also steps the seed's very architecture
 (3 x LSTM(256), one-hot input) with the numpy sampler.
+
+``--baseline REV`` also times the ``composer`` package of git revision ``REV`` on the same requests,
+the two taking turns in this one process, so that a busy machine slows both alike (an A/B).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import os
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,15 +43,46 @@ WINDOW = 100
 SEED_UNITS, SEED_LAYERS = 256, 3
 
 
+def interleaved_ms(fns: dict[str, Callable[[int], object]], runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall-clock and process CPU milliseconds of each ``fn(seed)`` over seeds ``1..runs``; the
+    functions take turns, in alternating order, so that other load falls on each alike."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in fns}
+    for seed in range(1, runs + 1):
+        for name in list(fns)[:: 1 if seed % 2 else -1]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fns[name](seed)
+            times[name][0].append(time.perf_counter() - start)
+            times[name][1].append(time.process_time() - start_cpu)
+    return {name: (1000 * statistics.median(wall), 1000 * statistics.median(cpu))
+            for name, (wall, cpu) in times.items()}
+
+
 def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     """Median wall-clock and process CPU milliseconds of ``fn()``."""
-    wall, cpu = [], []
-    for _ in range(runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
+    return interleaved_ms({"": lambda _: fn()}, runs)[""]
+
+
+def composer_at(revision: str, folder: Path):
+    """The ``composer.compose`` module of git revision ``revision`` (unpacked into ``folder``), imported
+    beside this checkout's: its modules are in ``sys.modules`` only while it loads."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", revision, "composer"], cwd=root, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+
+    def loaded() -> list[str]:
+        return [name for name in sys.modules if name.split(".")[0] == "composer"]
+
+    ours = {name: sys.modules.pop(name) for name in loaded()}
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("composer.compose")
+    finally:
+        sys.path.remove(str(folder))
+        for name in loaded():
+            del sys.modules[name]
+        sys.modules.update(ours)
 
 
 def seed_loop_ms_per_note(notes: int) -> float:
@@ -99,6 +140,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--runs", type=int, default=40, help="compositions per timing (median)")
     parser.add_argument("--seed-notes", type=int, default=30, help="predict calls to time the seed loop")
+    parser.add_argument("--baseline", metavar="REV", help="also time git revision REV's composer, in turns")
     args = parser.parse_args()
 
     library = ModelLibrary(args.models)
@@ -107,15 +149,21 @@ def main() -> None:
     metre = f"{info.time_signature[0]}/{info.time_signature[1]}"
     steps = args.bars * 16 * info.time_signature[0] // info.time_signature[1]
     config = library.get(args.style).model.config
-    seeds = iter(range(10**6))
+    composers = {"this sampler": (importlib.import_module("composer.compose"), library)}
+    if args.baseline:
+        baseline = composer_at(args.baseline, Path(tempfile.mkdtemp(prefix="sampler_bench_")))
+        composers[f"baseline {args.baseline}"] = (baseline, baseline.ModelLibrary(args.models))
 
-    def one(candidates: int) -> None:
-        compose(ComposeRequest(args.style, bars=args.bars, seed=next(seeds), candidates=candidates,
-                               metre=metre), library)
+    def timings(candidates: int, runs: int) -> dict[str, tuple[float, float]]:
+        def composing(module, models: ModelLibrary) -> Callable[[int], object]:
+            return lambda seed: module.compose(module.ComposeRequest(
+                args.style, bars=args.bars, seed=seed, candidates=candidates, metre=metre), models)
 
-    one(1)
-    single = median_ms(lambda: one(1), args.runs)
-    best8 = median_ms(lambda: one(8), max(args.runs // 2, 5))
+        return interleaved_ms({name: composing(*pair) for name, pair in composers.items()}, runs)
+
+    timings(1, 1)  # warm-up
+    singles, best8s = timings(1, args.runs), timings(8, max(args.runs // 2, 5))
+    single, best8 = singles["this sampler"], best8s["this sampler"]
     notes = statistics.median(
         len(compose(ComposeRequest(args.style, bars=args.bars, seed=s, candidates=1, metre=metre),
                     library).melody.notes())
@@ -134,9 +182,9 @@ def main() -> None:
           f"{args.bars} bars = {steps} steps ({info.time_signature[0]}/{info.time_signature[1]}), "
           f"median {notes:g} notes")
     print(f"{'':44}{'ms/melody':>10}{'CPU ms':>8}{'steps/s':>9}{'notes/s':>9}")
-    rows = [
-        ("this sampler, 1 candidate (compose)", *single),
-        ("this sampler, best of 8 (compose)", *best8),
+    rows = [row for name in composers for row in [(f"{name}, 1 candidate (compose)", *singles[name]),
+                                                  (f"{name}, best of 8 (compose)", *best8s[name])]]
+    rows += [
         (f"this sampler, seed's 3 x LSTM({SEED_UNITS}) arch", *same_arch),
         (f"seed's predict loop ({per_note:.1f} ms/note x {steps})", seed_total, float("nan")),
     ]
@@ -146,6 +194,12 @@ def main() -> None:
           "CPU ms is this process's CPU time, less sensitive than wall time to other load")
     print(f"speed-up over the seed loop: {seed_total / single[0]:.0f}x (shipped model, 1 candidate), "
           f"{seed_total / same_arch[0]:.0f}x (same 3 x LSTM({SEED_UNITS}) architecture)")
+    if args.baseline:
+        base = f"baseline {args.baseline}"
+        print(f"this sampler / {base}: " + "; ".join(
+            f"{label} {ours[0] / theirs[0]:.2f} wall, {ours[1] / theirs[1]:.2f} CPU"
+            for label, ours, theirs in [("1 candidate", single, singles[base]),
+                                        ("best of 8", best8, best8s[base])]))
     verdicts = [("1 melody <= 35 ms", single[0] <= 35), ("best of 8 <= 100 ms", best8[0] <= 100),
                 (">= 200x faster", seed_total / single[0] >= 200)]
     print("targets: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in verdicts))

@@ -83,55 +83,58 @@ class RepetitionModel:
 
 
 class RepetitionState:
-    """The runs of each lag for a batch of candidates, updated token by token."""
+    """The runs of each lag for a batch of candidates, updated token by token, and each lag's proposal for
+    the next step (the token one lag before it)."""
 
     def __init__(self, model: RepetitionModel, history: np.ndarray, total_steps: int,
                  steps_per_bar: int) -> None:
         self.model = model
         batch, t = history.shape
-        self.ids = np.full((batch, max(total_steps, t)), -1, np.int64)
-        self.ids[:, :t] = history
-        self.t = t
         self.lags = np.array(LAG_BARS) * steps_per_bar
+        #: The piece so far, after ``pad`` columns of -1: a lag reaching before the piece proposes -1,
+        #: which no token repeats.
+        self.pad = int(self.lags.max())
+        self.ids = np.full((batch, self.pad + max(total_steps, t)), -1, np.int64)
         self.runs = np.zeros((batch, len(self.lags)), np.int64)
         #: Confidence of a run of ``r`` steps, ``r`` capped (the table reaches 1 well before).
-        self.confidence = 1.0 - np.exp(-np.arange(_MAX_RUN + 1) / model.scale)
+        runs = np.minimum(np.arange(max(total_steps, t) + 1), _MAX_RUN)
+        self.confidence = 1.0 - np.exp(-runs / model.scale)
+        self.t = 0
+        self.proposed = self.ids[:, self.pad - self.lags]
         for step in range(t):  # runs at the end of the history
-            self._advance(step)
-
-    def _advance(self, step: int) -> None:
-        back = step - self.lags
-        same = (self.ids[:, np.maximum(back, 0)] == self.ids[:, step : step + 1]) & (back >= 0)
-        self.runs = np.where(same, np.minimum(self.runs + 1, _MAX_RUN), 0)
+            self.push(history[:, step])
 
     def mix(self, probs: np.ndarray) -> np.ndarray:
         """``probs (B, V)`` for the next step, mixed with repetition (in place when it is on). A lag that
         reaches before the piece has no run, so no confidence."""
         if self.model.weight <= 0:
             return probs
-        proposed = self.ids[:, np.maximum(self.t - self.lags, 0)]
-        return _mix(probs, proposed, self.confidence[self.runs], self.model.weight)
+        return _mix(probs, self.proposed, self.confidence[self.runs], self.model.weight)
 
     def push(self, tokens: np.ndarray) -> None:
-        """Record the tokens drawn for the current step."""
-        self.ids[:, self.t] = tokens
-        self._advance(self.t)
+        """Record the tokens drawn for the current step: a lag whose proposal they are runs on a step,
+        the others start again."""
+        self.runs += 1
+        self.runs *= self.proposed == tokens[:, None]
+        self.ids[:, self.pad + self.t] = tokens
         self.t += 1
+        self.proposed = self.ids[:, self.pad + self.t - self.lags]
 
 
-#: Runs are counted up to this many steps.
+#: A run's confidence grows no further after this many steps.
 _MAX_RUN = 255
 
 
 def _mix(probs: np.ndarray, proposed: np.ndarray, confidence: np.ndarray, weight: float) -> np.ndarray:
     """``(1 - lambda) probs + lambda p_repeat`` row by row, in place; ``proposed``/``confidence`` are
     ``(N, L)``, a proposal of confidence 0 (a lag before the piece: any id) counts for nothing."""
-    best = confidence.max(axis=1)
+    best = np.maximum.reduce(confidence, axis=1)
     if not best.any():
         return probs
     lam = weight * best
-    shares = confidence * (lam / np.maximum(confidence.sum(axis=1), 1e-12))[:, None]
-    flat = np.maximum(proposed, 0) + np.arange(len(probs))[:, None] * probs.shape[1]
+    shares = confidence * (lam / np.maximum(np.add.reduce(confidence, axis=1), 1e-12))[:, None]
+    n, vocab = probs.shape
+    flat = np.maximum(proposed, 0) + np.arange(0, n * vocab, vocab)[:, None]
     probs *= (1.0 - lam).astype(probs.dtype)[:, None]
     probs += np.bincount(flat.ravel(), shares.ravel(), probs.size).reshape(probs.shape).astype(probs.dtype)
     return probs

@@ -5,6 +5,10 @@ candidates) with one batched matmul per layer. Gates are reordered to ``i, f, o,
 sigmoid gates' weights pre-scaled by 1/2, so one ``tanh`` over all four gates gives
 ``sigmoid(x) = (tanh(x/2) + 1) / 2`` for three of them and ``tanh`` for the fourth.
 A ``Mixture`` holds one stack per model shape and mixes the styles' next-step distributions.
+
+The step loop is bound by numpy's cost per call on these tiny arrays, not by arithmetic: buffers and
+their views are made once, and what a drawn token is fed back as, what then sounds and what may come
+next are looked up in tables made once per piece.
 """
 
 from __future__ import annotations
@@ -79,57 +83,76 @@ class StackedLstm:
     def step(self, state: LstmState, tokens: np.ndarray, position: int, bars_left: int) -> np.ndarray:
         """Feed input ids ``tokens[B]`` for a step at bar position ``position`` with ``bars_left`` bars
         after its own; return logits ``(S, B, V)``; advance ``state``."""
-        u = self.units
-        z, tmp = state.z, state.tmp
-        shared = (self.position_table[:, position] + self.left_table[:, min(bars_left, self.max_bars_left)]
-                  + state.control_rows)
-        for layer, kernel in enumerate(self.kernels):
-            buffer = state.inputs[layer]
-            np.matmul(buffer, kernel, out=z)
-            if layer == 0:
+        z = state.z
+        np.add(self.position_table[:, position], self.left_table[:, min(bars_left, self.max_bars_left)],
+               out=state.shared)
+        state.shared += state.control_rows
+        first = state.layers[0]
+        for layer, kernel in zip(state.layers, self.kernels, strict=True):
+            np.matmul(layer.inputs, kernel, out=z)
+            if layer is first:
                 z += self.token_table[:, tokens]
-                z += shared[:, None, :]
-            np.tanh(z, out=z)
-            sigmoid = z[..., : 3 * u]
-            sigmoid *= 0.5
-            sigmoid += 0.5
-            c = state.cells[layer]
-            c *= z[..., u : 2 * u]
-            np.multiply(z[..., :u], z[..., 3 * u :], out=tmp)
-            c += tmp
-            np.tanh(c, out=tmp)
-            own = buffer[..., -u - 1 : -1]
-            np.multiply(z[..., 2 * u : 3 * u], tmp, out=own)
-            if layer + 1 < self.layers:
-                state.inputs[layer + 1][..., :u] = own
-        np.matmul(state.inputs[-1][..., -u - 1 :], self.dense, out=state.logits)
+                z += state.shared_per_row
+            state.advance(layer)
+        np.matmul(state.layers[-1].top, self.dense, out=state.logits)
         return state.logits
 
 
+class _Layer:
+    """One layer's buffers: ``inputs``, ``[h of the layer below (layer 0: none), own h, 1]``, and the cell;
+    views of them: ``own`` h, ``top`` (``[own h, 1]``, what the dense layer reads) and ``above`` (where the
+    layer above reads this one's h; None for the top layer)."""
+
+    def __init__(self, inputs: np.ndarray, cell: np.ndarray, above: np.ndarray | None) -> None:
+        units = cell.shape[-1]
+        self.inputs, self.cell, self.above = inputs, cell, above
+        self.own = inputs[..., -units - 1 : -1]
+        self.top = inputs[..., -units - 1 :]
+
+
 class LstmState:
-    """Preallocated buffers of one stack: each layer's ``[input from below, own h, 1]`` and cell."""
+    """Preallocated buffers of one stack: each layer's ``[input from below, own h, 1]`` and cell, and one
+    step's gates, each a fixed view (no slicing per step)."""
 
     def __init__(self, styles: int, batch: int, units: int, layers: int, vocab: int) -> None:
         shape = (styles, batch)
         self.vocab = vocab
-        self.inputs = [np.zeros((*shape, (units if k else 0) + units + 1), np.float32) for k in range(layers)]
-        for buffer in self.inputs:
+        inputs = [np.zeros((*shape, (units if k else 0) + units + 1), np.float32) for k in range(layers)]
+        for buffer in inputs:
             buffer[..., -1] = 1.0
-        self.cells = [np.zeros((*shape, units), np.float32) for _ in range(layers)]
         self.control_rows = np.zeros((styles, 4 * units), np.float32)
-        self._allocate(batch)
+        self.shared = np.empty_like(self.control_rows)
+        self.shared_per_row = self.shared[:, None, :]
+        self._build(inputs, [np.zeros((*shape, units), np.float32) for _ in range(layers)])
 
-    def _allocate(self, batch: int) -> None:
-        styles, _, units = self.cells[0].shape
-        self.z = np.empty((styles, batch, 4 * units), np.float32)
-        self.tmp = np.empty((styles, batch, units), np.float32)
+    def _build(self, inputs: list[np.ndarray], cells: list[np.ndarray]) -> None:
+        styles, batch, u = cells[0].shape
+        above = [buffer[..., :u] for buffer in inputs[1:]] + [None]
+        self.layers = [_Layer(*parts) for parts in zip(inputs, cells, above, strict=True)]
+        self.z = np.empty((styles, batch, 4 * u), np.float32)
+        self.sigmoids = self.z[..., : 3 * u]
+        self.input_gate, self.forget_gate, self.output_gate, self.candidate = (
+            self.z[..., k * u : (k + 1) * u] for k in range(4))
+        self.tmp = np.empty((styles, batch, u), np.float32)
         self.logits = np.empty((styles, batch, self.vocab), np.float32)
+
+    def advance(self, layer: _Layer) -> None:
+        """New cell and h of ``layer`` from its gates' pre-activations in ``z``."""
+        np.tanh(self.z, out=self.z)
+        self.sigmoids *= 0.5  # (tanh(x / 2) + 1) / 2; the kernels give x / 2
+        self.sigmoids += 0.5
+        layer.cell *= self.forget_gate
+        np.multiply(self.input_gate, self.candidate, out=self.tmp)
+        layer.cell += self.tmp
+        np.tanh(layer.cell, out=self.tmp)
+        np.multiply(self.output_gate, self.tmp, out=layer.own)
+        if layer.above is not None:
+            layer.above[...] = layer.own
 
     def select(self, rows: np.ndarray) -> None:
         """Keep (or repeat) batch rows ``rows``, e.g. to fan one warmed-up state out to candidates."""
-        self.inputs = [np.ascontiguousarray(a[:, rows]) for a in self.inputs]
-        self.cells = [np.ascontiguousarray(a[:, rows]) for a in self.cells]
-        self._allocate(len(rows))
+        self._build([np.ascontiguousarray(layer.inputs[:, rows]) for layer in self.layers],
+                    [np.ascontiguousarray(layer.cell[:, rows]) for layer in self.layers])
 
 
 class Mixture:
@@ -159,10 +182,11 @@ class Mixture:
         mixed = None
         for stack, weights, state in zip(self.stacks, self.weights, states, strict=True):
             logits = stack.step(state, tokens, position, bars_left)
-            logits -= logits.max(axis=-1, keepdims=True)
+            logits -= np.maximum.reduce(logits, axis=-1, keepdims=True)
             np.exp(logits, out=logits)
-            logits *= weights / logits.sum(axis=-1, keepdims=True)
-            part = logits.sum(axis=0)
+            logits *= weights / np.add.reduce(logits, axis=-1, keepdims=True)
+            # One style: its probabilities are the sum (a copy is cheaper than a sum over one).
+            part = logits[0].copy() if len(logits) == 1 else np.add.reduce(logits, axis=0)
             mixed = part if mixed is None else mixed + part
         assert mixed is not None
         return mixed
@@ -191,6 +215,28 @@ def _allowed(vocab_size: int) -> np.ndarray:
     return table
 
 
+def _sounding_tables(rep: Representation, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lookups for the step loop, built with ``rep.input_ids`` and ``rep.next_sounding``: by (drawn id,
+    sounding pitch id before it) the input id fed back and the sounding pitch id after it; by sounding
+    pitch id the tokens ``allowed`` next. Their last column (row) is silence, so that a sounding id of -1
+    indexes it as it is."""
+    vocab_size = allowed.shape[1]
+    sounding = np.append(np.arange(vocab_size), -1)
+    ids, before = np.meshgrid(np.arange(vocab_size), sounding, indexing="ij")
+    phase = np.where(sounding >= 0, _SOUNDING, _SILENT)
+    return rep.input_ids(ids, before), rep.next_sounding(ids, before), allowed[phase]
+
+
+def _tempered(weights: np.ndarray, inverse_temperature: np.float32) -> np.ndarray:
+    """``weights`` to the power ``inverse_temperature``, up to a factor per row, on log-probabilities:
+    raising float32 weights to 1/0.1 would underflow to all zeros."""
+    with np.errstate(divide="ignore"):
+        logw = np.log(weights)
+    logw -= logw.max(axis=1, keepdims=True)
+    logw *= inverse_temperature
+    return np.exp(logw)
+
+
 def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool] | None) -> np.ndarray:
     """Per candidate, ``CADENCE_BOOST`` on the pitches of its key's tonic, third and fifth (the key given,
     else each candidate's estimated key)."""
@@ -208,14 +254,22 @@ def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool]
 def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray:
     """One token per row from unnormalised ``weights (B, V)``, within each row's top-p nucleus (the
     fewest largest weights holding ``top_p`` of the row's mass); no argsort, no gathers per token."""
-    rows = np.arange(len(weights))
-    ascending = np.sort(weights, axis=1)
-    tail = np.cumsum(ascending, axis=1)
-    smallest_kept = ascending[rows, (tail <= (1.0 - top_p) * tail[:, -1:]).sum(axis=1)]
-    cumulative = np.cumsum(np.where(weights >= smallest_kept[:, None], weights, 0.0), axis=1)
-    index = (cumulative <= (uniforms * cumulative[:, -1])[:, None]).sum(axis=1)
+    kept = _nucleus(weights, top_p) if top_p < 1.0 else weights  # at top_p >= 1: every weight above 0
+    cumulative = np.add.accumulate(kept, axis=1)
+    beyond = cumulative > uniforms[:, None] * cumulative[:, -1:]
     # u * total rounds up to total once in ~2**53 draws: stay inside the row (the last id is a pitch).
-    return np.minimum(index, weights.shape[1] - 1)
+    beyond[:, -1] = True
+    return beyond.argmax(axis=1)  # the first id whose cumulative weight passes u * total
+
+
+def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:
+    """``weights`` with those outside each row's top-p nucleus set to 0 (``top_p < 1``): the smallest
+    weights whose sum stays within ``1 - top_p`` of the row's."""
+    ascending = weights.copy()
+    ascending.sort(axis=1)
+    tail = np.add.accumulate(ascending, axis=1)
+    smallest_kept = ascending[np.arange(len(weights)), (tail > (1.0 - top_p) * tail[:, -1:]).argmax(axis=1)]
+    return weights * (weights >= smallest_kept[:, None])
 
 
 @functools.cache
@@ -270,12 +324,10 @@ def sample(
     repeats = (repetition or RepetitionModel()).start(history, total, steps_per_bar)
     probs = repeats.mix(probs)
     sounding = np.full(candidates, -1)
-    phase = np.full(candidates, _FIRST)
-    if len(primer):
-        for token in primer_ids:
-            sounding = rep.next_sounding(np.full(candidates, token), sounding)
-        phase[:] = np.where(sounding >= 0, _SOUNDING, _SILENT)
+    for token in primer_ids:
+        sounding = rep.next_sounding(np.full(candidates, token), sounding)
     allowed = _allowed(mixture.vocab_size)
+    fed_after, sounding_after, allowed_after = _sounding_tables(rep, allowed)
     inverse_temperature = np.float32(1.0 / temperature)
     uniforms = rng.random((steps, candidates))
     rows = np.arange(candidates)
@@ -287,23 +339,17 @@ def sample(
             sofar = np.concatenate([np.broadcast_to(rep.id_events(primer_ids), (candidates, len(primer))),
                                     rep.id_events(tokens[:, :t])], axis=1)
             bias = _cadence_bias(rep, sofar, key)
-        weights = probs * allowed[phase]
+        weights = probs * (allowed[_FIRST] if t == 0 and not len(primer) else allowed_after[sounding])
         if t == steps_per_bar - 1 and not len(primer):
-            weights[:, HOLD_ID] *= phase != _SILENT
+            weights[:, HOLD_ID] *= sounding >= 0
         if bias is not None:
             weights *= bias
         if inverse_temperature != 1.0:
-            # On log-probabilities: raising float32 weights to 1/0.1 would underflow to all zeros.
-            with np.errstate(divide="ignore"):
-                logw = np.log(weights)
-            logw -= logw.max(axis=1, keepdims=True)
-            logw *= inverse_temperature
-            weights = np.exp(logw)
+            weights = _tempered(weights, inverse_temperature)
         chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
         picked[t] = probs[rows, chosen]
-        fed = rep.input_ids(chosen, sounding)
-        sounding = rep.next_sounding(chosen, sounding)
-        phase = np.where(sounding >= 0, _SOUNDING, _SILENT)  # HOLD keeps the phase, as it keeps the pitch
+        fed = fed_after[chosen, sounding]
+        sounding = sounding_after[chosen, sounding]
         k = len(primer) + t + 1
         repeats.push(chosen)
         probs = repeats.mix(mixture.step(states, fed, k % steps_per_bar, left(k)))

@@ -165,3 +165,10 @@ def test_draw_keeps_to_the_nucleus() -> None:
     assert set(_draw(weights, 0.7, uniforms)) == {1, 3}
     counts = np.bincount(_draw(weights, 1.0, uniforms), minlength=5) / 4000
     np.testing.assert_allclose(counts, [0.1, 0.5, 0.0, 0.25, 0.15], atol=0.03)
+
+
+def test_draw_stays_inside_the_row() -> None:
+    """u * total can round up to the total: the draw is then the last id, never one past the row."""
+    weights = np.array([[0.25, 0.75, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]], np.float32)
+    assert _draw(weights, 1.0, np.array([1.0, 1.0])).tolist() == [3, 3]
+    assert _draw(weights, 0.9, np.array([0.0, 0.6])).tolist() == [0, 2]
