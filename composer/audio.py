@@ -144,8 +144,9 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
     deadline = time.monotonic() + timeout
     font = check_setup(soundfont)
     try:
-        parsed = mido.MidiFile(file=io.BytesIO(midi))
-        midi_seconds = parsed.length
+        # merged tracks, times in seconds between messages: one pass (``MidiFile.length`` would be another)
+        messages = list(mido.MidiFile(file=io.BytesIO(midi)))
+        midi_seconds = sum(message.time for message in messages)
     except (OSError, ValueError, EOFError, KeyError, TypeError) as e:
         raise RenderError(f"not a playable MIDI file: {e}", code="bad_midi") from e
     if midi_seconds > MAX_SECONDS:
@@ -156,7 +157,7 @@ def render_ogg(midi: bytes, soundfont: Path | None = None, timeout: float = 20.0
         if synth is not None:
             pcm_path = Path(folder, "out.f32")
             try:
-                peak = synth.render(parsed, frames, pcm_path, deadline)
+                peak = synth.render(messages, frames, pcm_path, deadline)
             finally:
                 synth.lock.release()
             blocks: Callable[[], Iterator[np.ndarray]] = lambda: _pcm_blocks(pcm_path, frames)  # noqa: E731
@@ -244,8 +245,9 @@ class _Synth:
         if self._rendered % FLUID_BLOCK:
             self._block(FLUID_BLOCK - self._rendered % FLUID_BLOCK)
 
-    def render(self, midi: mido.MidiFile, frames: int, path: Path, deadline: float) -> float:
-        """Play ``midi`` for ``frames`` frames into ``path`` as raw mono float32; the peak."""
+    def render(self, messages: list[mido.Message], frames: int, path: Path, deadline: float) -> float:
+        """Play ``messages`` (a MIDI file's, merged, ``time`` in seconds since the one before) for
+        ``frames`` frames into ``path`` as raw mono float32; the peak."""
         self._drain(deadline)
         synth = self._synth
         peak = 0.0
@@ -262,7 +264,7 @@ class _Synth:
                     done += len(block)
                     _left(deadline)
 
-            for message in midi:  # merged tracks, times in seconds between messages
+            for message in messages:
                 seconds += message.time
                 if message.is_meta:
                     continue
@@ -370,7 +372,9 @@ def _encode_opus(blocks: Callable[[], Iterator[np.ndarray]], frames: int, gain: 
                 first = max(start, frames - fade)
                 block[first - start :] *= curve[first - (frames - fade) : end - (frames - fade)]
             start = end
-            process.stdin.write(np.round(np.clip(block, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+            np.clip(block, -1.0, 1.0, out=block)
+            block *= 32767
+            process.stdin.write(np.round(block, out=block).astype("<i2").tobytes())
             if time.monotonic() > deadline:
                 raise RenderError(f"opusenc took longer than {timeout:.1f} s", code="timeout")
         process.stdin.close()
