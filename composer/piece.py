@@ -5,8 +5,12 @@ Front ends (the Telegram bot) run ``make_piece`` in a worker process; it never t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Longest piece (primer included) rendered to audio: longer requests get fewer bars or a faster tempo.
 MAX_PIECE_SECONDS = 180.0
+#: Seconds between the interpreter's hand-overs of the GIL while audio and score are made side by side.
+#: The score is Python (music21) holding the GIL; the audio thread lets go of it for each stretch of
+#: synthesis between two MIDI events and, at the default 5 ms, then waits up to 5 ms to get it back.
+SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ def make_piece(
     chords = arrangement.symbols() if arrangement else []
     # Audio mostly waits on its subprocesses (fluidsynth, opusenc), so it overlaps the score. The score
     # stays in the calling thread: verovio fails to load its fonts when first used outside the main thread.
-    with ThreadPoolExecutor(1) as pool:
+    with _quick_gil_hand_over(), ThreadPoolExecutor(1) as pool:
         audio = pool.submit(render_ogg, midi, soundfont=soundfont, timeout=audio_timeout)
         try:
             png = render_png(melody, title or composition.description(), chords=chords)
@@ -148,6 +156,29 @@ def make_piece(
         sped_up_from=sped_up_from,
         accompaniment=arrangement.plan if arrangement else None,
     )
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_before = 0.0
+
+
+@contextlib.contextmanager
+def _quick_gil_hand_over() -> Iterator[None]:
+    """``sys.setswitchinterval(SWITCH_INTERVAL)`` while inside (any thread), then the interval as it was."""
+    global _switch_users, _switch_before
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_before = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_before, SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_before)
 
 
 def _fit(composition: Composition, request: ComposeRequest, library: ModelLibrary,
