@@ -130,15 +130,18 @@ class LstmState:
         above = [buffer[..., :u] for buffer in inputs[1:]] + [None]
         self.layers = [_Layer(*parts) for parts in zip(inputs, cells, above, strict=True)]
         self.z = np.empty((styles, batch, 4 * u), np.float32)
-        self.sigmoids = self.z[..., : 3 * u]
-        self.input_gate, self.forget_gate, self.output_gate, self.candidate = (
-            self.z[..., k * u : (k + 1) * u] for k in range(4))
+        #: The activated gates, gate by gate (``tanh`` reads ``z`` so): with several candidates, each gate's
+        #: rows are then contiguous, and the arithmetic on them costs a third of what it does on slices.
+        self.gates = np.empty((styles, 4, batch, u), np.float32)
+        self.z_by_gate = self.z.reshape(styles, batch, 4, u).transpose(0, 2, 1, 3)
+        self.sigmoids = self.gates[:, :3]
+        self.input_gate, self.forget_gate, self.output_gate, self.candidate = self.gates.transpose(1, 0, 2, 3)
         self.tmp = np.empty((styles, batch, u), np.float32)
         self.logits = np.empty((styles, batch, self.vocab), np.float32)
 
     def advance(self, layer: _Layer) -> None:
         """New cell and h of ``layer`` from its gates' pre-activations in ``z``."""
-        np.tanh(self.z, out=self.z)
+        np.tanh(self.z_by_gate, out=self.gates)
         self.sigmoids *= 0.5  # (tanh(x / 2) + 1) / 2; the kernels give x / 2
         self.sigmoids += 0.5
         layer.cell *= self.forget_gate
