@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -62,27 +63,28 @@ def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return interleaved_ms({"": lambda _: fn()}, runs)[""]
 
 
-def composer_at(revision: str, folder: Path):
-    """The ``composer.compose`` module of git revision ``revision`` (unpacked into ``folder``), imported
-    beside this checkout's: its modules are in ``sys.modules`` only while it loads."""
+def composer_at(revision: str) -> ModuleType:
+    """The ``composer.compose`` module of git revision ``revision``, imported beside this checkout's: the
+    revision's modules are in ``sys.modules`` only while it loads (the compose path imports nothing later)."""
     root = Path(__file__).resolve().parents[1]
     archive = subprocess.run(["git", "archive", revision, "composer"], cwd=root, check=True,
                              capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
 
     def loaded() -> list[str]:
         return [name for name in sys.modules if name.split(".")[0] == "composer"]
 
     ours = {name: sys.modules.pop(name) for name in loaded()}
-    sys.path.insert(0, str(folder))
-    try:
-        return importlib.import_module("composer.compose")
-    finally:
-        sys.path.remove(str(folder))
-        for name in loaded():
-            del sys.modules[name]
-        sys.modules.update(ours)
+    with tempfile.TemporaryDirectory(prefix="sampler_bench_") as folder:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(folder, filter="data")
+        sys.path.insert(0, folder)
+        try:
+            return importlib.import_module("composer.compose")
+        finally:
+            sys.path.remove(folder)
+            for name in loaded():
+                del sys.modules[name]
+            sys.modules.update(ours)
 
 
 def seed_loop_ms_per_note(notes: int) -> float:
@@ -151,11 +153,11 @@ def main() -> None:
     config = library.get(args.style).model.config
     composers = {"this sampler": (importlib.import_module("composer.compose"), library)}
     if args.baseline:
-        baseline = composer_at(args.baseline, Path(tempfile.mkdtemp(prefix="sampler_bench_")))
+        baseline = composer_at(args.baseline)
         composers[f"baseline {args.baseline}"] = (baseline, baseline.ModelLibrary(args.models))
 
     def timings(candidates: int, runs: int) -> dict[str, tuple[float, float]]:
-        def composing(module, models: ModelLibrary) -> Callable[[int], object]:
+        def composing(module: ModuleType, models: ModelLibrary) -> Callable[[int], object]:
             return lambda seed: module.compose(module.ComposeRequest(
                 args.style, bars=args.bars, seed=seed, candidates=candidates, metre=metre), models)
 
