@@ -257,7 +257,7 @@ def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool]
 def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray:
     """One token per row from unnormalised ``weights (B, V)``, within each row's top-p nucleus (the
     fewest largest weights holding ``top_p`` of the row's mass); no argsort, no gathers per token."""
-    kept = _nucleus(weights, top_p) if top_p < 1.0 else weights  # at top_p >= 1: every weight above 0
+    kept = _nucleus(weights, top_p) if top_p < 1.0 else weights  # top_p >= 1: nothing to cut
     cumulative = np.add.accumulate(kept, axis=1)
     beyond = cumulative > uniforms[:, None] * cumulative[:, -1:]
     # u * total rounds up to total once in ~2**53 draws: stay inside the row (the last id is a pitch).
@@ -266,8 +266,8 @@ def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray
 
 
 def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:
-    """``weights`` with those outside each row's top-p nucleus set to 0 (``top_p < 1``): the smallest
-    weights whose sum stays within ``1 - top_p`` of the row's."""
+    """``weights`` with those outside each row's top-p nucleus set to 0 (``top_p < 1``): the smallest ones,
+    as many as sum to at most ``1 - top_p`` of the row's total."""
     ascending = weights.copy()
     ascending.sort(axis=1)
     tail = np.add.accumulate(ascending, axis=1)
