@@ -6,7 +6,9 @@
 First, per piece as the bot makes it (the shipped models, seeds 1..``--pieces`` per style, with the
 accompaniment): sampling (``compose``), harmonising (``arrange`` and writing the MIDI), audio
 (``render_ogg``), score (``render_png`` with chord symbols), their total and ``make_piece`` as one call,
-median over pieces and repeats. Then the fixed melody of ``bench_melody``, audio and score alone.
+median over pieces and repeats; below audio and score, indented, the parts they are made of, timed
+apart on the same piece (synthesis, encoding; MusicXML, engraving, rasterising). Then the fixed melody
+of ``bench_melody``, audio and score alone.
 
 Reports the median over the repeats of wall time and of CPU time (this process plus its
 FluidSynth, opusenc and rsvg-convert children), so numbers taken on a busy machine still say
@@ -110,7 +112,10 @@ def stages(bars: int, pieces: int, repeat: int, styles: list[str] | None) -> Non
                 timed("audio (render_ogg)", lambda: render_ogg(state["midi"]))  # type: ignore[arg-type]
                 timed("score (render_png)", lambda: render_png(
                     melody, style, chords=state["arrangement"].symbols()))  # type: ignore[attr-defined]  # noqa: B023
-                parts = [cells[name][-1] for name in cells if len(cells[name]) > before and name != "total"]
+                parts = [cells[name][-1] for name in cells
+                         if len(cells[name]) > before and not name.startswith(" ")]
+                audio_parts(state["midi"], timed)  # type: ignore[arg-type]
+                score_parts(melody, style, state["arrangement"].symbols(), timed)  # type: ignore[attr-defined]
                 cells.setdefault("total of the stages", []).append(
                     (sum(w for w, _ in parts), sum(c for _, c in parts)))
                 timed("make_piece (one call, audio in a thread)", lambda: make_piece(request, library))  # noqa: B023
@@ -118,11 +123,54 @@ def stages(bars: int, pieces: int, repeat: int, styles: list[str] | None) -> Non
     print(f"{count} pieces of {bars} bars ({', '.join(names)}; seeds 1-{pieces}, x{repeat}), with "
           f"accompaniment; median; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'stage':42} {'wall s':>7} {'CPU s':>7}")
-    for name, values in cells.items():
+    order = [name for name in cells if not name.startswith(" ")]
+    for parent in ("audio", "score"):  # each part under its stage
+        at = next(i for i, name in enumerate(order) if name.startswith(parent)) + 1
+        order[at:at] = [name for name in cells if name.startswith(f"  {parent}:")]
+    for name in order:
+        values = cells[name]
         wall = statistics.median(w for w, _ in values)
         cpu = statistics.median(c for _, c in values)
         print(f"{name:42} {wall:7.3f} {cpu:7.3f}")
     print()
+
+
+def audio_parts(midi: bytes, timed: Callable[[str, Callable[[], object]], object]) -> None:
+    """``render_ogg``'s in-process path in its two steps: FluidSynth into a raw file, opusenc from it."""
+    import io
+    import tempfile
+
+    import mido
+
+    from composer import audio
+
+    messages = list(mido.MidiFile(file=io.BytesIO(midi)))
+    frames = round((sum(m.time for m in messages) + audio.TAIL_SECONDS) * audio.SAMPLE_RATE)
+    synth = audio._loaded_synth(audio.check_setup())
+    if synth is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "out.f32")
+        try:
+            peak = timed("  audio: synthesis (FluidSynth)",
+                         lambda: synth.render(messages, frames, path, time.monotonic() + 30))
+        finally:
+            synth.lock.release()
+        timed("  audio: encoding (opusenc)", lambda: audio._encode_opus(
+            lambda: audio._pcm_blocks(path, frames), frames, audio.PEAK / peak,  # type: ignore[operator]
+            audio.bitrate_kbps(frames / audio.SAMPLE_RATE), Path(folder), 30))
+
+
+def score_parts(melody: Melody, title: str, chords: list[tuple[int, str]],
+                timed: Callable[[str, Callable[[], object]], object]) -> None:
+    """``render_png`` in its three steps: music21 writes MusicXML, verovio engraves, librsvg rasterises."""
+    from composer import score
+
+    xml = timed("  score: MusicXML (music21)", lambda: score.melody_to_musicxml(melody, title, chords))
+    svg = timed("  score: engraving (verovio)", lambda: score._engrave(xml))  # type: ignore[arg-type]
+    rasteriser = score._rasteriser()
+    timed("  score: rasterising (librsvg, PNG)",
+          lambda: rasteriser.png(svg.encode()) if rasteriser else score._svg_to_png(svg, 10))  # type: ignore[union-attr]
 
 
 def main() -> None:
