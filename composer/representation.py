@@ -166,7 +166,7 @@ class Representation:
         """How to move a melody sampled in C major / A minor to ``tonic`` (pitch class) and mode."""
         if self.key_policy != "normalise":
             return Undo(0)
-        return Undo(int((tonic - NORMAL_TONIC[bool(minor)] + 6) % 12 - 6))
+        return Undo(-self._key_shift(tonic, minor))  # the inverse of ``normalise``'s move
 
     # --- tokens -----------------------------------------------------------------------------------
 
