@@ -208,11 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--out", type=Path, required=True,
                          help="MIDI file to write (FILE-1.mid ... FILE-K.mid with --count K)")
     compose.add_argument("--bars", type=int, default=16, help=f"bars to compose, {c.MIN_BARS}..{c.MAX_BARS}")
-    compose.add_argument("--temperature", type=float, default=1.0,
-                         help=f"randomness, {c.MIN_TEMPERATURE}..{c.MAX_TEMPERATURE} (default 1.0)")
-    compose.add_argument("--top-p", type=float, default=0.95,
+    compose.add_argument("--temperature", type=float, default=c.ComposeRequest.temperature,
+                         help=f"randomness, {c.MIN_TEMPERATURE}..{c.MAX_TEMPERATURE} "
+                              f"(default {c.ComposeRequest.temperature:g})")
+    compose.add_argument("--top-p", type=float, default=c.ComposeRequest.top_p,
                          help=f"sample from the likeliest notes holding this much probability, "
-                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P}")
+                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P} (default {c.ComposeRequest.top_p:g})")
     compose.add_argument("--seed", type=int, help="the same seed and settings give the same melody")
     compose.add_argument("--primer", type=Path, help="a MIDI file whose melody to continue")
     compose.add_argument("--primer-bars", type=int, default=4, help="continue the primer's last N bars")

@@ -65,9 +65,13 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
 
 
 def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:
-    """Best-of-N scores: the model's mean log-likelihood per step minus each melody's sanity penalty in its
-    own estimated key (the key a listener hears; judged in the key asked for, fewer melodies ended on a
-    tonic a listener hears as one). Melodies of one length."""
+    """Best-of-N scores: minus each melody's sanity penalty in its own estimated key (the key a listener
+    hears; judged in the key asked for, fewer melodies ended on a tonic a listener hears as one), minus
+    how far its mean log-likelihood per step is from the candidates' median. Typical, not likeliest: the
+    likeliest candidates are the plainest (a held note is the likeliest step), and picking them made
+    melodies sparser and narrower than real tunes (folk: 1.8 notes a bar against 3.0). Melodies of one
+    length."""
     tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
-    penalties = [sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)]
-    return np.asarray(log_likelihood, float) - penalties
+    penalties = np.array([sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)])
+    log_likelihood = np.asarray(log_likelihood, float)
+    return -penalties - np.abs(log_likelihood - np.median(log_likelihood))
