@@ -268,7 +268,8 @@ def test_the_bot_recovers_when_redis_restarts(
             telegram.send_text(who, "/compose")
             time.sleep(0.3)  # the piece is on the queue, or being made
             redis_server.restart(down_for=1.0)  # without persistence: the queue is gone
-            assert [s.method for s in _outcome(telegram, who.id, mark, 90)] == list(PIECE)
+            outcome = _outcome(telegram, who.id, mark, 90)
+            assert [s.method for s in outcome] == list(PIECE), [s.text for s in outcome]
             mark = telegram.mark()
             telegram.send_text(other, "/compose")
             assert [s.method for s in _outcome(telegram, other.id, mark, 90)] == list(PIECE)
