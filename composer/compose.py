@@ -53,9 +53,9 @@ class ComposeRequest:
     style: str = "classical"
     bars: int = 16
     temperature: float = 1.0
-    #: 1: the whole distribution. A nucleus cut at a 16th-note grid drops the unlikely onsets inside long
-    #: notes, and generated melodies came out sparser and plainer than real tunes (issue 9 notes).
-    top_p: float = 1.0
+    #: The share of the pitches' probability a new note is drawn from (the likeliest pitches); whether a
+    #: note starts is never cut (``sampler._draw``).
+    top_p: float = 0.95
     tempo_bpm: float | None = None
     instrument: str | int | None = None
     seed: int | None = None

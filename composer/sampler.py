@@ -255,10 +255,17 @@ def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool]
 
 
 def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray:
-    """One token per row from unnormalised ``weights (B, V)``, within each row's top-p nucleus (the
-    fewest largest weights holding ``top_p`` of the row's mass); no argsort, no gathers per token."""
-    kept = _nucleus(weights, top_p) if top_p < 1.0 else weights  # top_p >= 1: nothing to cut
-    cumulative = np.add.accumulate(kept, axis=1)
+    """One token per row from unnormalised ``weights (B, V)`` (changed in place). Top-p cuts each row's
+    pitches to their nucleus (the fewest likeliest pitches holding ``top_p`` of the pitches' weight),
+    scaled back to the pitches' weight: it keeps out unlikely notes, never the onsets themselves. On a
+    16th-note grid a held note is often likelier than ``top_p`` alone, and a nucleus over every token
+    left no onset there: melodies came out sparser and plainer than real tunes."""
+    if top_p < 1.0:  # top_p >= 1: nothing to cut
+        pitches = weights[:, FIRST_PITCH_ID:]
+        total = pitches.sum(axis=1, keepdims=True)
+        kept = _nucleus(pitches, top_p)
+        np.multiply(kept, total / np.maximum(kept.sum(axis=1, keepdims=True), _TINY), out=pitches)
+    cumulative = np.add.accumulate(weights, axis=1)
     beyond = cumulative > uniforms[:, None] * cumulative[:, -1:]
     # u * total rounds up to total once in ~2**53 draws: stay inside the row (the last id is a pitch).
     beyond[:, -1] = True
@@ -302,11 +309,12 @@ def sample(
     at a bar line), in one batch. The piece ends after ``primer + steps`` steps: each step's bars-left
     input counts to there.
 
-    Each step draws from the mixed distribution with temperature applied to its log-probabilities, cut to
-    its top-p nucleus. Only REST, HOLD and pitches are drawn, in canonical order (no HOLD first, no REST
-    in silence); without a primer the first bar cannot stay silent (a late start is an anacrusis at most).
-    From step ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured
-    as onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
+    Each step draws from the mixed distribution with temperature applied to its log-probabilities, its
+    pitches cut to their top-p nucleus (``_draw``). Only REST, HOLD and pitches are drawn, in canonical
+    order (no HOLD first, no REST in silence); without a primer the first bar cannot stay silent (a late
+    start is an anacrusis at most). From step ``cadence_from`` on, the tonic, third and fifth of ``key``
+    (pitch class, minor) are favoured as onsets. ``repetition`` (a short-term model of each candidate so
+    far) is mixed into the distribution.
     """
     pin_blas_to_one_thread()
     total = len(primer) + steps
