@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_telegram import FakeTelegram
 
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     """The trained models the tests run against (the shipped ones unless COMPOSER_TEST_MODELS says)."""
     return Path(os.environ.get("COMPOSER_TEST_MODELS", "models"))
+
+
+@pytest.fixture(scope="module")
+def telegram() -> Iterator[FakeTelegram]:
+    """A fake Bot API server, one per test module that asks for it."""
+    with FakeTelegram() as server:
+        yield server
 
 
 #: Shapes of the untrained test-fixture models: two styles that stack, one that does not.

@@ -41,12 +41,6 @@ def styles(models_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(telegram: FakeTelegram, styles: list[str], models_dir: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     process = BotProcess(telegram, tmp_path_factory.mktemp("bot"), models_dir, DEFAULT_STYLE=styles[0],

@@ -28,12 +28,6 @@ def test_keys_and_metres_are_read_in_the_composers_spelling() -> None:
 
 
 @pytest.fixture(scope="module")
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(telegram: FakeTelegram, models_dir: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     styles = {s.name: s for s in ModelLibrary(models_dir).styles()}

@@ -44,12 +44,6 @@ async def test_the_setting_is_stored_and_old_databases_default_to_on(tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(telegram: FakeTelegram, models_dir: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
     styles = [s.name for s in ModelLibrary(models_dir).styles()]
