@@ -237,19 +237,25 @@ def main() -> int:
     print(f"replies: {sum(received.values())}/{expected * args.chats} received, errors: {total_errors} "
           f"({len(errors)} in chats, {len(log_errors)} ERROR lines in the bot log), lost requests: {lost}, "
           f"steps not reached: {unfinished}, wall {wall:.1f} s")
+    print_latencies(plan, [o for o in outcomes if not o.apologised], errors)
+    for line in log_errors[:10]:
+        print(f"bot log: {line}", file=sys.stderr)
+    return 0 if total_errors == 0 and not unfinished else 1
+
+
+
+def print_latencies(plan: list[Step], outcomes: list[Outcome], errors: list[Outcome]) -> None:
+    """Latency percentiles per step of the plan (and over all steps) of the answered outcomes, then the
+    first ten errors (on stderr)."""
     print(f"{'latency, s (update queued -> last reply)':<44}{'n':>5}{'p50':>8}{'p95':>8}{'max':>8}")
     for name in [step.name for step in plan] + ["all steps"]:
         times = [o.latency for o in outcomes if o.latency is not None and o.error is None
-                 and not o.apologised and name in (o.step, "all steps")]
+                 and name in (o.step, "all steps")]
         if times:
             print(f"  {name:<42}{len(times):>5}{percentile(times, 0.5):>8.2f}{percentile(times, 0.95):>8.2f}"
                   f"{max(times):>8.2f}")
     for outcome in errors[:10]:
         print(f"error: chat {outcome.chat}, {outcome.step}: {outcome.error}", file=sys.stderr)
-    for line in log_errors[:10]:
-        print(f"bot log: {line}", file=sys.stderr)
-    return 0 if total_errors == 0 and not unfinished else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_telegram import BotProcess, FakeTelegram, FakeUser
-from load_chats import MAX_CHATS, Outcome, counted, percentile, run_chat, steps
+from load_chats import MAX_CHATS, Outcome, counted, print_latencies, run_chat, steps
 from servers import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,15 +208,7 @@ def main() -> int:
         print("resident memory, MiB: worker (queue process, composer processes) "
               + "; ".join(", ".join(f"{m:.0f}" for m in tree) for tree in memory[:-1])
               + f"; bot {memory[-1][0]:.0f}")
-    print(f"{'latency, s (update queued -> last reply)':<44}{'n':>5}{'p50':>8}{'p95':>8}{'max':>8}")
-    for name in [step.name for step in plan] + ["all steps"]:
-        times = [o.latency for o in outcomes if o.latency is not None and o.error is None
-                 and name in (o.step, "all steps")]
-        if times:
-            print(f"  {name:<42}{len(times):>5}{percentile(times, 0.5):>8.2f}{percentile(times, 0.95):>8.2f}"
-                  f"{max(times):>8.2f}")
-    for outcome in errors[:10]:
-        print(f"error: chat {outcome.chat}, {outcome.step}: {outcome.error}", file=sys.stderr)
+    print_latencies(plan, outcomes, errors)
     return 0 if not errors and not lost else 1
 
 
