@@ -114,10 +114,11 @@ class PreparedData:
 
 
 def prepare(melodies: list[Melody], target_tokens: int, seed: int,
-            key_policy: str = "normalise") -> PreparedData:
-    """The corpus's representation; a split by tune; the training pieces repeated (and, with keys as
-    written, transposed at random) to about ``target_tokens`` steps an epoch."""
-    rep = Representation.for_corpus(melodies, key_policy)
+            key_policy: str = "normalise", rep: Representation | None = None) -> PreparedData:
+    """The corpus's representation (``rep``, a trained model's, when given); a split by tune; the
+    training pieces repeated (and, with keys as written, transposed at random) to about
+    ``target_tokens`` steps an epoch."""
+    rep = rep or Representation.for_corpus(melodies, key_policy)
     split = split_pieces(melodies)
     rng = random.Random(seed)
     train_tokens = sum(m.n_steps + 1 for m in split.train)

@@ -220,11 +220,11 @@ def evaluate_all(models_dir: Path, cache_dir: Path, styles: list[str] | None = N
             continue
         melodies, report = build_style_corpus(style, cache_dir)
         recipe = old["recipe"]
-        data = prepare(melodies, recipe["target_tokens"], recipe["seed"], recipe["key_policy"])
         # Scored as the model sees melodies: its own saved representation (fold policy, metres, keys), not
         # one made afresh from today's defaults.
         config = json.loads((card_path.parent / "config.json").read_text())
-        data.rep = Representation.from_config(config["representation"])
+        data = prepare(melodies, recipe["target_tokens"], recipe["seed"], recipe["key_policy"],
+                       Representation.from_config(config["representation"]))
         training = {k: old[k] for k in TRAINING_KEYS}
         cards.append(score_model(card_path.parent, data, report, old["source"], training))
     return cards
