@@ -206,7 +206,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             tonic, minor = drawn % 12, drawn >= 12
         if request.metre is None:
             metre = lead.metres[_draw_index(rep.metre_counts, seed, 2)] if lead.metres else (4, 4)
-        undo = rep.shift_to_key(tonic, minor)
+        undo = None  # the melody's way to its key depends on its register: chosen once it is sampled
         like = Melody((), metre, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
     controls = [models[name].info.representation.control(metre, minor) for name in mix]
@@ -217,6 +217,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood)))
+    if undo is None:
+        undo = rep.shift_to_key(tonic, minor, in_model_key[best])
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":
         # Keys as written: the model chose one; move it to the one asked for, if any.

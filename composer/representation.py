@@ -78,6 +78,9 @@ class Representation:
     key_counts: tuple[int, ...] = field(default=(1,) + (0,) * 23)
     #: ``"keep"``: a melody in range keeps its octave; ``"centre"``: every melody is centred by octaves.
     fold_policy: str = "keep"
+    #: The corpus's register: the mean of its melodies' mean pitches (MIDI), keys as written. A melody
+    #: sampled in C major / A minor goes to its key the way (up or down) that lands it nearest to it.
+    register: float | None = None
 
     def __post_init__(self) -> None:
         if self.key_policy not in KEY_POLICIES:
@@ -162,11 +165,24 @@ class Representation:
         by half an octave at most."""
         return int((NORMAL_TONIC[bool(minor)] - tonic + 6) % 12 - 6)
 
-    def shift_to_key(self, tonic: int, minor: bool) -> Undo:
-        """How to move a melody sampled in C major / A minor to ``tonic`` (pitch class) and mode."""
+    def shift_to_key(self, tonic: int, minor: bool, melody: Melody | None = None) -> Undo:
+        """How to move ``melody``, sampled in C major / A minor, to ``tonic`` (pitch class) and mode: up
+        or down, whichever lands it nearer the corpus's register (without a melody or a register, the
+        inverse of ``normalise``'s move, half an octave at most).
+
+        The key move to C major / A minor spreads a style's register: ``normalise`` folds a tune that
+        its move pushed out of range back by an octave, so a G major fiddle tune on D4..A5 is learned on
+        G3..D5, beside D major tunes learned on C4..G5. Moved back the short way, such a melody would
+        sit on D3..A4, below any real fiddle tune."""
         if self.key_policy != "normalise":
             return Undo(0)
-        return Undo(-self._key_shift(tonic, minor))  # the inverse of ``normalise``'s move
+        shift = -self._key_shift(tonic, minor)  # the inverse of ``normalise``'s move
+        pitches = melody.pitches() if melody is not None else []
+        if not shift or not pitches or self.register is None:
+            return Undo(shift)
+        other = shift - 12 if shift > 0 else shift + 12
+        mean = float(np.mean(pitches))
+        return Undo(min((shift, other), key=lambda way: abs(mean + way - self.register)))
 
     # --- tokens -----------------------------------------------------------------------------------
 
@@ -271,13 +287,14 @@ class Representation:
             metre_counts=tuple(int(c) for c in data["metre_counts"]),
             key_counts=tuple(int(c) for c in data["key_counts"]),
             fold_policy=str(data.get("fold_policy", "centre")),  # configs before it centred every melody
+            register=float(data["register"]) if data.get("register") is not None else None,
         )
 
     @classmethod
     def for_corpus(cls, melodies: list[Melody], key_policy: str = "normalise", min_share: float = 0.03,
                    max_metres: int = 6) -> Representation:
         """The representation of a corpus: its metres (those of at least ``min_share`` of the pieces, at
-        most ``max_metres``, each fitting the positions) and its keys."""
+        most ``max_metres``, each fitting the positions), its keys and its register."""
         counts: dict[tuple[int, int], int] = {}
         for m in melodies:
             counts[m.time_signature] = counts.get(m.time_signature, 0) + 1
@@ -289,7 +306,14 @@ class Representation:
         tonics, minors = estimate_keys_of(melodies)
         keys = np.bincount(tonics + 12 * minors, minlength=24)
         return cls(key_policy=key_policy, metres=tuple(ts for _, ts in common),
-                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys))
+                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
+                   register=corpus_register(melodies))
+
+
+def corpus_register(melodies: list[Melody]) -> float | None:
+    """The mean of the melodies' mean pitches (MIDI), rounded to a hundredth; None without notes."""
+    means = [float(np.mean(p)) for p in (m.pitches() for m in melodies) if p]
+    return round(float(np.mean(means)), 2) if means else None
 
 
 def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:

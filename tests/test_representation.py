@@ -45,6 +45,17 @@ def test_normalise_moves_to_c_major_or_a_minor_and_undo_moves_back(tonic, steps,
     assert control == REP.control((4, 4), minor)
 
 
+def test_a_sampled_melody_goes_to_its_key_the_way_nearest_the_corpus_register() -> None:
+    fiddle = Representation(register=72.0)  # celtic tunes sit around C5
+    low = _scale(55)  # G3..G4 in C: a G major tune that normalise folded an octave down
+    assert fiddle.shift_to_key(7, False, low) == Undo(7)  # D4..D5, not D3..D4 the short way down
+    high = _scale(67)  # G4..G5: the short way, down to D4..D5
+    assert fiddle.shift_to_key(7, False, high) == Undo(-5)
+    assert fiddle.shift_to_key(7, False) == Undo(-5)  # no melody: the short way
+    assert Representation().shift_to_key(7, False, low) == Undo(-5)  # no register (older models)
+    assert Representation(key_policy="written", register=72.0).shift_to_key(7, False, low) == Undo(0)
+
+
 def test_written_keys_are_kept() -> None:
     rep = Representation(key_policy="written")
     melody = _scale(62)
@@ -137,7 +148,8 @@ def test_a_key_asked_for_moves_the_same_draw(library: ModelLibrary) -> None:
     c = compose(ComposeRequest("alpha", bars=4, seed=9, key="C major"), library).melody
     d = compose(ComposeRequest("alpha", bars=4, seed=9, key="D major"), library).melody
     assert c.key == "C major" and d.key == "D major"
-    assert d.pitches() == [p + 2 for p in c.pitches()]
+    # The same melody, two semitones up or (where that leaves the range) ten down.
+    assert d.pitches() in ([p + 2 for p in c.pitches()], [p - 10 for p in c.pitches()])
     minor = compose(ComposeRequest("alpha", bars=4, seed=9, key="E minor"), library).melody
     assert minor.key == "E minor" and minor.pitches() != c.pitches()
 
