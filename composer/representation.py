@@ -292,7 +292,7 @@ class Representation:
 
     @classmethod
     def for_corpus(cls, melodies: list[Melody], key_policy: str = "normalise", min_share: float = 0.03,
-                   max_metres: int = 6) -> Representation:
+                   max_metres: int = 6, max_bars_left: int = 16) -> Representation:
         """The representation of a corpus: its metres (those of at least ``min_share`` of the pieces, at
         most ``max_metres``, each fitting the positions), its keys and its register."""
         counts: dict[tuple[int, int], int] = {}
@@ -305,7 +305,7 @@ class Representation:
         common = common[::-1][:max_metres]
         tonics, minors = estimate_keys_of(melodies)
         keys = np.bincount(tonics + 12 * minors, minlength=24)
-        return cls(key_policy=key_policy, metres=tuple(ts for _, ts in common),
+        return cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
                    metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
                    register=corpus_register(melodies))
 

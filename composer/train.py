@@ -18,6 +18,7 @@ from composer.evaluate import score_model
 from composer.lstm import ModelConfig
 from composer.melody import Melody
 from composer.recipe import Recipe
+from composer.representation import Representation
 
 
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
@@ -31,7 +32,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     keras.utils.set_random_seed(options.seed)
     from composer.keras_model import build_keras_model, export_weights
 
-    data = prepare(melodies, options.target_tokens, options.seed, options.key_policy)
+    rep = Representation.for_corpus(melodies, options.key_policy, max_bars_left=options.max_bars_left)
+    data = prepare(melodies, options.target_tokens, options.seed, options.key_policy, rep=rep)
     split, rep = data.split, data.rep
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
         f"keys {rep.key_policy}; metres {', '.join(f'{n}/{d}' for n, d in rep.metres)} -> "

@@ -119,7 +119,12 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
     assert rep.metres == ((4, 4), (3, 4)) and rep.metre_counts == (30, 10)
     assert rep.key_counts[0] == 30 and rep.key_counts[2] == 10 and rep.key_counts[12 + 9] == 1
     assert rep.control((5, 4), True) == 1 and rep.control((3, 4), False) == 4
+    means = [np.mean(m.pitches()) for m in corpus]
+    assert rep.register == pytest.approx(np.mean(means), abs=0.01)
     assert Representation.from_config(rep.to_config()) == rep
+    short = Representation.for_corpus(corpus, max_bars_left=8)
+    assert short.max_bars_left == 8 and Representation.from_config(short.to_config()) == short
+    assert short.bars_left(np.arange(0, 40 * 16, 16), 16, 40).tolist() == [8] * 32 + list(range(7, -1, -1))
 
 
 @pytest.mark.parametrize(("text", "key"), [
