@@ -31,5 +31,6 @@ class Recipe:
     #: Bars-left input cap: "this many bars or more to go". A cap below the corpus's usual tune length
     #: keeps the opening of a 16-bar piece like the opening of a 40-bar tune; at 16, fiddle tunes (most
     #: longer than 17 bars) always began at "16 or more", a 16-bar piece began at 15, where the model had
-    #: seen the middles of tunes: 2% of its pieces opened with a pickup against 74% of real tunes.
+    #: seen the middles of tunes: 2% of its pieces opened with a pickup against 74% of real tunes. (Folk
+    #: at 8 opened 88% of its pieces with a pickup against 71% of real tunes, and wrote busier bars.)
     max_bars_left: int = 16

@@ -44,7 +44,6 @@ BUILTIN_STYLES: dict[str, Style] = {
                           "boehme20", "dva0", "erk10", "erk20", "erk5", "fink0", "kinder0")
             ),
             program=21,
-            recipe=Recipe(max_bars_left=8),
         ),
         Style("chinese", "Chinese folk songs from the Essen collection (Han)",
               ("essenFolksong/han1.abc", "essenFolksong/han2.abc"), program=75),
