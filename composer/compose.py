@@ -11,7 +11,7 @@ import numpy as np
 
 from composer.errors import ComposerError, StyleError
 from composer.instruments import instrument_name, program_for
-from composer.judge import candidate_scores
+from composer.judge import MAX_STILL_BARS, candidate_scores
 from composer.keys import estimate_keys, key_name
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
@@ -216,7 +216,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
                      repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
-    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood)))
+    still = max(MAX_STILL_BARS, rep.still_bars or 0.0)  # as long as the style's own tunes are still
+    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, still)))
     if undo is None:
         undo = rep.shift_to_key(tonic, minor, in_model_key[best])
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)

@@ -12,7 +12,8 @@ from composer.melody import Melody
 
 #: The same pitch struck more often than this in a row starts to cost.
 MAX_REPEATS = 4
-#: A note or silence held longer than this many bars costs.
+#: A note or silence held longer than this many bars costs (or as long as the style's own tunes are still:
+#: ``Representation.still_bars``).
 MAX_STILL_BARS = 2
 #: Semitones from lowest to highest note before it costs.
 MAX_SPAN = 24
@@ -40,8 +41,16 @@ def longest_repeat(pitches: list[int]) -> int:
     return best
 
 
-def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
-    """How far the melody strays from simple sanity (0 for none), for a melody in the given key."""
+def longest_still_bars(melody: Melody) -> float:
+    """The longest stretch without an onset (a held note or a silence, the start and end included), in
+    bars."""
+    onsets = [0] + [start for _, start, _ in melody.notes()] + [melody.n_steps]
+    return max(b - a for a, b in pairwise(onsets)) / melody.steps_per_bar
+
+
+def sanity_penalty(melody: Melody, tonic: int, minor: bool, max_still_bars: float = MAX_STILL_BARS) -> float:
+    """How far the melody strays from simple sanity (0 for none), for a melody in the given key; a note
+    or silence may last ``max_still_bars`` bars."""
     notes = melody.notes()
     if not notes:
         return NO_NOTES
@@ -49,9 +58,7 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
     penalty = REPEAT_COST * max(0, longest_repeat(pitches) - MAX_REPEATS)
     if melody.leading_rest_steps > melody.beat_steps:
         penalty += LATE_START_COST
-    onsets = [0] + [start for _, start, _ in notes] + [melody.n_steps]
-    longest_still = max(b - a for a, b in pairwise(onsets))
-    if longest_still > MAX_STILL_BARS * melody.steps_per_bar:
+    if longest_still_bars(melody) > max_still_bars:
         penalty += STILL_COST
     penalty += SPAN_COST * max(0, max(pitches) - min(pitches) - MAX_SPAN)
     penalty += LEAP_COST * sum(abs(b - a) > MAX_LEAP for a, b in pairwise(pitches))
@@ -64,14 +71,16 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool) -> float:
     return penalty
 
 
-def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray) -> np.ndarray:
+def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray,
+                     max_still_bars: float = MAX_STILL_BARS) -> np.ndarray:
     """Best-of-N scores: minus each melody's sanity penalty in its own estimated key (the key a listener
     hears; judged in the key asked for, fewer melodies ended on a tonic a listener hears as one), minus
     how far its mean log-likelihood per step is from the candidates' median. Typical, not likeliest: the
     likeliest candidates are the plainest (a held note is the likeliest step), and picking them made
     melodies sparser and narrower than real tunes (folk: 1.8 notes a bar against 3.0). Melodies of one
-    length."""
+    length. A note or silence may last ``max_still_bars`` bars."""
     tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
-    penalties = np.array([sanity_penalty(m, t, k) for m, t, k in zip(melodies, tonics, minors, strict=True)])
+    penalties = np.array([sanity_penalty(m, t, k, max_still_bars)
+                          for m, t, k in zip(melodies, tonics, minors, strict=True)])
     log_likelihood = np.asarray(log_likelihood, float)
     return -penalties - np.abs(log_likelihood - np.median(log_likelihood))

@@ -26,10 +26,12 @@ Inputs at step ``t`` (predicting the token of step ``t``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from composer.judge import longest_still_bars
 from composer.keys import estimate_keys, sounding_pitches
 from composer.melody import HOLD, REST, Melody, canonical
 
@@ -81,6 +83,10 @@ class Representation:
     #: The corpus's register: the mean of its melodies' mean pitches (MIDI), keys as written. A melody
     #: sampled in C major / A minor goes to its key the way (up or down) that lands it nearest to it.
     register: float | None = None
+    #: How long the corpus's melodies stay still (a held note or a silence): the longest such stretch in
+    #: 95% of their 16-bar windows, in bars. Best-of-N lets a melody be still this long (at least
+    #: ``judge.MAX_STILL_BARS``): Palestrina's voices rest for bars between phrases, fiddle tunes never.
+    still_bars: float | None = None
 
     def __post_init__(self) -> None:
         if self.key_policy not in KEY_POLICIES:
@@ -288,6 +294,7 @@ class Representation:
             key_counts=tuple(int(c) for c in data["key_counts"]),
             fold_policy=str(data.get("fold_policy", "centre")),  # configs before it centred every melody
             register=float(data["register"]) if data.get("register") is not None else None,
+            still_bars=float(data["still_bars"]) if data.get("still_bars") is not None else None,
         )
 
     @classmethod
@@ -307,13 +314,22 @@ class Representation:
         keys = np.bincount(tonics + 12 * minors, minlength=24)
         return cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
                    metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
-                   register=corpus_register(melodies))
+                   register=corpus_register(melodies), still_bars=corpus_still_bars(melodies))
 
 
 def corpus_register(melodies: list[Melody]) -> float | None:
     """The mean of the melodies' mean pitches (MIDI), rounded to a hundredth; None without notes."""
     means = [float(np.mean(p)) for p in (m.pitches() for m in melodies) if p]
     return round(float(np.mean(means)), 2) if means else None
+
+
+def corpus_still_bars(melodies: list[Melody], window_bars: int = 16, share: float = 0.95) -> float | None:
+    """The longest stretch without an onset in ``share`` of the melodies' ``window_bars``-bar windows (at
+    least half that long), in bars, rounded to a tenth; None without such windows."""
+    still = [longest_still_bars(window) for m in melodies
+             for window in (m.bars(a, a + window_bars) for a in range(0, math.ceil(m.n_bars), window_bars))
+             if window.n_bars >= window_bars / 2 and window.pitches()]
+    return round(float(np.percentile(still, 100 * share)), 1) if still else None
 
 
 def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:

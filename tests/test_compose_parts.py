@@ -13,8 +13,10 @@ from composer.judge import (
     BAD_ENDING_COST,
     LATE_START_COST,
     NO_NOTES,
+    STILL_COST,
     WEAK_ENDING_COST,
     candidate_scores,
+    longest_still_bars,
     sanity_penalty,
 )
 from composer.keys import estimate_keys, key_name
@@ -92,6 +94,10 @@ def test_sanity_penalties() -> None:
     assert sanity_penalty(hammered, 0, False) > 0.5
     stalled = Melody(good.events[:-4] + (REST,) + (HOLD,) * 40 + (60, HOLD, HOLD, HOLD))
     assert sanity_penalty(stalled, 0, False) > 0
+    assert longest_still_bars(stalled) == 45 / 16  # from the last note before the rest to the next
+    # A style whose tunes rest that long: only the stillness goes unpunished.
+    lenient = sanity_penalty(stalled, 0, False, max_still_bars=3)
+    assert sanity_penalty(stalled, 0, False) - lenient == STILL_COST
     assert sanity_penalty(Melody((REST, HOLD)), 0, False) == NO_NOTES
     late = Melody((REST,) + (HOLD,) * 15 + good.events)
     assert sanity_penalty(late, 0, False) == LATE_START_COST

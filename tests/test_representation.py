@@ -122,6 +122,9 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
     means = [np.mean(m.pitches()) for m in corpus]
     assert rep.register == pytest.approx(np.mean(means), abs=0.01)
     assert Representation.from_config(rep.to_config()) == rep
+    assert rep.still_bars is None  # no melody as long as half a 16-bar window
+    held = Melody((60,) + (HOLD,) * 47 + (62,) + (HOLD,) * 15 + (64, HOLD) * 56, (4, 4))  # 10 bars
+    assert Representation.for_corpus([held] * 5 + corpus).still_bars == 3.0  # its three-bar note
     short = Representation.for_corpus(corpus, max_bars_left=8)
     assert short.max_bars_left == 8 and Representation.from_config(short.to_config()) == short
     assert short.bars_left(np.arange(0, 40 * 16, 16), 16, 40).tolist() == [8] * 32 + list(range(7, -1, -1))
