@@ -17,7 +17,8 @@ DEFAULT_MODELS = default_models_dir()
 DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
 #: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
-RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads")
+RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads",
+                "max_bars_left")
 
 
 class UsageError(Exception):
@@ -191,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--key-policy", choices=("normalise", "written"),
                        help="move every piece to C major / A minor (normalise) or keep the written keys")
     train.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
+    train.add_argument("--max-bars-left", type=int,
+                       help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")

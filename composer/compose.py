@@ -11,7 +11,7 @@ import numpy as np
 
 from composer.errors import ComposerError, StyleError
 from composer.instruments import instrument_name, program_for
-from composer.judge import MAX_STILL_BARS, candidate_scores
+from composer.judge import allowed_still_bars, candidate_scores
 from composer.keys import estimate_keys, key_name
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
@@ -216,7 +216,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
                      repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
-    still = max(MAX_STILL_BARS, rep.still_bars or 0.0)  # as long as the style's own tunes are still
+    still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, still)))
     if undo is None:
         undo = rep.shift_to_key(tonic, minor, in_model_key[best])

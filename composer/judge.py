@@ -41,13 +41,6 @@ def longest_repeat(pitches: list[int]) -> int:
     return best
 
 
-def longest_still_bars(melody: Melody) -> float:
-    """The longest stretch without an onset (a held note or a silence, the start and end included), in
-    bars."""
-    onsets = [0] + [start for _, start, _ in melody.notes()] + [melody.n_steps]
-    return max(b - a for a, b in pairwise(onsets)) / melody.steps_per_bar
-
-
 def sanity_penalty(melody: Melody, tonic: int, minor: bool, max_still_bars: float = MAX_STILL_BARS) -> float:
     """How far the melody strays from simple sanity (0 for none), for a melody in the given key; a note
     or silence may last ``max_still_bars`` bars."""
@@ -58,7 +51,7 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool, max_still_bars: floa
     penalty = REPEAT_COST * max(0, longest_repeat(pitches) - MAX_REPEATS)
     if melody.leading_rest_steps > melody.beat_steps:
         penalty += LATE_START_COST
-    if longest_still_bars(melody) > max_still_bars:
+    if melody.longest_still_bars > max_still_bars:
         penalty += STILL_COST
     penalty += SPAN_COST * max(0, max(pitches) - min(pitches) - MAX_SPAN)
     penalty += LEAP_COST * sum(abs(b - a) > MAX_LEAP for a, b in pairwise(pitches))
@@ -69,6 +62,12 @@ def sanity_penalty(melody: Melody, tonic: int, minor: bool, max_still_bars: floa
     if notes[-1][1] % melody.steps_per_bar not in melody.strong_positions:
         penalty += WEAK_ENDING_COST
     return penalty
+
+
+def allowed_still_bars(style_still_bars: float | None) -> float:
+    """How long a melody of a style may be still: as long as the style's own tunes are
+    (``Representation.still_bars``), and at least ``MAX_STILL_BARS``."""
+    return max(MAX_STILL_BARS, style_still_bars or 0.0)
 
 
 def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 #: Event meaning "the current note or rest goes on" (Magenta's NO_EVENT).
 HOLD = -2
@@ -89,6 +90,13 @@ class Melody:
         if first is None:
             return self.n_steps
         return 0 if self.pickup_steps else first
+
+    @property
+    def longest_still_bars(self) -> float:
+        """The longest stretch without an onset (a held note or a silence, the start and end included),
+        in bars."""
+        onsets = [0] + [start for _, start, _ in self.notes()] + [self.n_steps]
+        return max(b - a for a, b in pairwise(onsets)) / self.steps_per_bar
 
     @property
     def seconds_per_step(self) -> float:

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from composer.judge import longest_still_bars
 from composer.keys import estimate_keys, sounding_pitches
 from composer.melody import HOLD, REST, Melody, canonical
 
@@ -325,11 +324,12 @@ def corpus_register(melodies: list[Melody]) -> float | None:
 
 def corpus_still_bars(melodies: list[Melody], window_bars: int = 16, share: float = 0.95) -> float | None:
     """The longest stretch without an onset in ``share`` of the melodies' ``window_bars``-bar windows (at
-    least half that long), in bars, rounded to a tenth; None without such windows."""
-    still = [longest_still_bars(window) for m in melodies
+    least half that long), in bars, rounded up to a tenth (the judge charges only for longer); None
+    without such windows."""
+    still = [window.longest_still_bars for m in melodies
              for window in (m.bars(a, a + window_bars) for a in range(0, math.ceil(m.n_bars), window_bars))
              if window.n_bars >= window_bars / 2 and window.pitches()]
-    return round(float(np.percentile(still, 100 * share)), 1) if still else None
+    return math.ceil(round(float(np.percentile(still, 100 * share)) * 10, 6)) / 10 if still else None
 
 
 def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,6 @@ from composer.judge import (
     STILL_COST,
     WEAK_ENDING_COST,
     candidate_scores,
-    longest_still_bars,
     sanity_penalty,
 )
 from composer.keys import estimate_keys, key_name
@@ -94,7 +93,7 @@ def test_sanity_penalties() -> None:
     assert sanity_penalty(hammered, 0, False) > 0.5
     stalled = Melody(good.events[:-4] + (REST,) + (HOLD,) * 40 + (60, HOLD, HOLD, HOLD))
     assert sanity_penalty(stalled, 0, False) > 0
-    assert longest_still_bars(stalled) == 45 / 16  # from the last note before the rest to the next
+    assert stalled.longest_still_bars == 45 / 16  # from the last note before the rest to the next
     # A style whose tunes rest that long: only the stillness goes unpunished.
     lenient = sanity_penalty(stalled, 0, False, max_still_bars=3)
     assert sanity_penalty(stalled, 0, False) - lenient == STILL_COST
