@@ -250,7 +250,12 @@ class Representation:
 
     def examples(self, melody: Melody, max_steps: int) -> list[Example]:
         """Teacher-forcing sequences of one whole piece, cut at bar lines into at most ``max_steps``
-        steps. Bars left count to the end of the whole piece; only the last chunk is scored on END."""
+        steps. Bars left count to the end of the whole piece; only the last chunk is scored on END.
+        Only the first chunk starts from START: a later one starts from the input of the step before it
+        (its sounding pitch included), so START always means "a piece begins here". When every chunk
+        began with START, 65% of renaissance's START examples were middles of masses, and generated
+        openings had the notes of real middles (5.2 notes in the first two bars, 0.37 of a bar each,
+        against 5.1 and 0.35 in real middles and 4.4 and 0.48 in real openings)."""
         if melody.steps_per_bar > self.max_positions:
             return []
         moved, _, minor = self.normalise(melody)
@@ -258,21 +263,21 @@ class Representation:
         spb = melody.steps_per_bar
         total_bars = -(-moved.n_steps // spb)
         bars_per_chunk = max(1, max_steps // spb)
+        ids = self.event_ids(np.array(moved.events))
+        inputs = self.sequence_inputs(np.concatenate([ids, [END]]))  # START, then each step's input
         out = []
         for first_bar in range(0, total_bars, bars_per_chunk):
-            piece = moved.bars(first_bar, first_bar + bars_per_chunk)  # a tied-over note struck again
-            if not piece.pitches():
-                continue
-            chunk = self.event_ids(np.array(piece.events))
-            a, b = first_bar * spb, first_bar * spb + len(chunk)
-            final = b == moved.n_steps
-            targets = np.concatenate([chunk, [END]])
+            a, b = first_bar * spb, min((first_bar + bars_per_chunk) * spb, len(ids))
+            if not moved.bars(first_bar, first_bar + bars_per_chunk).pitches():
+                continue  # silence throughout
+            final = b == len(ids)
+            targets = np.concatenate([ids[a:b], [END]])
             steps = np.arange(a, b + 1)
             weights = np.ones(len(targets), np.float32)
             if not final:
                 weights[-1] = 0.0
-            out.append(Example(self.sequence_inputs(targets), steps % spb,
-                               self.bars_left(steps, spb, total_bars), control, targets, weights, spb))
+            out.append(Example(inputs[a:b + 1], steps % spb, self.bars_left(steps, spb, total_bars), control,
+                               targets, weights, spb))
         return out
 
     # --- persistence ------------------------------------------------------------------------------

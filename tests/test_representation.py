@@ -96,6 +96,18 @@ def test_examples_count_bars_left_to_the_end_of_the_piece() -> None:
     assert long.bars_left.max() == REP.max_bars_left
 
 
+def test_only_the_first_chunk_of_a_piece_starts_from_start() -> None:
+    melody = _scale(60, MAJOR_STEPS * 4, length=6)  # notes held across the chunks' bar lines
+    (whole,) = REP.examples(melody, max_steps=1000)
+    cut = REP.examples(melody, max_steps=64)
+    assert cut[0].tokens[0] == START and all(e.tokens[0] != START for e in cut[1:])
+    # The chunks are the whole sequence cut up: each takes up the step before it, held pitch and all.
+    def joined(field: str) -> list[int]:
+        return np.concatenate([getattr(e, field)[:-1] for e in cut[:-1]] + [getattr(cut[-1], field)]).tolist()
+
+    assert joined("tokens") == whole.tokens.tolist() and joined("targets") == whole.targets.tolist()
+
+
 def test_fold_never_refuses_a_wide_melody() -> None:
     wide = Melody((20, HOLD, 60, HOLD, 110, HOLD, 72, HOLD), (2, 4))
     folded = REP.fold(wide)
