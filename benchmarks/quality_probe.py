@@ -20,6 +20,8 @@ drawn at random, so both sets have the same lengths.
   (``--count`` of them), both real: what chance looks like at this sample size.
 - Endings and openings: real test tunes' last ``--bars`` bars (endings) and first (openings), beside the
   generated melodies; tonic by the Krumhansl-Kessler estimate of the window.
+- ``--tells N``: the N features (``composer.quality.FEATURE_NAMES``) whose means differ most between the
+  real test windows and the generated melodies, in pooled standard deviations: where to look next.
 """
 
 from __future__ import annotations
@@ -30,12 +32,20 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
+
 from composer.compose import ComposeRequest, compose
 from composer.corpus import build_style_corpus
 from composer.dataset import chunks, load_melodies, split_pieces
 from composer.melody import Melody
 from composer.model_store import ModelLibrary
-from composer.quality import ending_and_opening, real_vs_generated, style_recognition
+from composer.quality import (
+    FEATURE_NAMES,
+    ending_and_opening,
+    melody_matrix,
+    real_vs_generated,
+    style_recognition,
+)
 
 
 def windows(pieces: list[Melody], bars: int) -> tuple[list[Melody], list[int]]:
@@ -90,6 +100,10 @@ def main() -> None:
     parser.add_argument("--max-pieces", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--styles", default="")
+    parser.add_argument("--first-seed", type=int, default=0, help="the generated melodies' seeds start here")
+    parser.add_argument("--tells", type=int, default=0,
+                        help="also list the N features that most tell each style's generated melodies from "
+                             "its real test windows (standardised difference of the means)")
     args = parser.parse_args()
     styles = ([s for s in args.styles.split(",") if s] if args.styles
               else sorted(p.name for p in args.models.iterdir() if (p / "config.json").exists()))
@@ -112,7 +126,7 @@ def main() -> None:
         validation_windows[style] = windows(validation, args.bars)
         tests[style] = test
         generated[style] = [compose(ComposeRequest(style, bars=args.bars, seed=i), library).melody
-                            for i in range(args.count)]
+                            for i in range(args.first_seed, args.first_seed + args.count)]
         generated_cut[style] = cut_like(generated[style], test_windows[style][0], args.seed)
         print(f"{style}: {len(pieces)} pieces ({source}), {len(sample)} sampled -> "
               f"{len(real_windows[style])} windows; test {len(test)} pieces -> "
@@ -145,6 +159,17 @@ def main() -> None:
         ceilings.append(same)
         print(f"| {style} | {min(len(test_w), len(generated[style]))} | {pct(acc)} | {pct(same)} |")
     print(f"| mean | | {pct(sum(accuracies) / len(accuracies))} | {pct(sum(ceilings) / len(ceilings))} |")
+    if args.tells:
+        print("\nWhat tells them apart most (generated minus real mean, in pooled standard deviations; "
+              "real -> generated mean):\n")
+        for style in styles:
+            real, made = melody_matrix(test_windows[style][0]), melody_matrix(generated_cut[style])
+            spread = np.sqrt((real.var(axis=0) + made.var(axis=0)) / 2) + 1e-9
+            shift = (made.mean(axis=0) - real.mean(axis=0)) / spread
+            top = np.argsort(-np.abs(shift))[:args.tells]
+            means = real.mean(axis=0), made.mean(axis=0)
+            print(f"- {style}: " + ", ".join(f"{FEATURE_NAMES[i]} {shift[i]:+.2f} ({means[0][i]:.3f} -> "
+                                            f"{means[1][i]:.3f})" for i in top))
 
     print(f"\nEndings and openings (real: test tunes' last / first {args.bars} bars):\n")
     print("| style | real tonic on strong beat | gen. tonic on strong beat | real tonic | gen. tonic | "

@@ -35,6 +35,17 @@ _SCALARS = ("pitch_range", "mean_pitch", "pitch_std", "rest_share", "notes_per_b
             "leading_rest_bars", "pitch_class_entropy", "repeated_notes")
 VECTOR_SIZE = (12 + 1 + 2 * MAX_INTERVAL + 3 + len(NOTE_LENGTH_EDGES) + ONSET_CLASSES + len(BAR_STEPS) + 2
                + len(_SCALARS))
+#: A name for each column of ``melody_matrix`` (pitch classes from the tonic, "int-13" for any leap down
+#: past an octave, note lengths as "at least N steps", onset and metre classes, then the scalars).
+FEATURE_NAMES = (
+    *(f"pc{i}" for i in range(12)), "minor",
+    *(f"int{i}" for i in range(-MAX_INTERVAL - 1, MAX_INTERVAL + 2)),
+    *(f"len>={e}" for e in NOTE_LENGTH_EDGES),
+    "on_bar", "on_strong", "on_beat", "on_half", "on_other",
+    *(f"bar{b}" for b in BAR_STEPS), "bar_other", "compound",
+    *_SCALARS,
+)
+assert len(FEATURE_NAMES) == VECTOR_SIZE
 
 
 def _onset_class(position: int, melody: Melody, strong: tuple[int, ...]) -> int:
