@@ -5,9 +5,10 @@
 Issue 11 asks for at most 0.3 s of CPU per piece "at unchanged quality"; FluidSynth's synthesis alone
 takes about 0.35 s of it at 48 kHz. Half the rate halves the synthesis, and Opus codes 24 kHz input
 as it is, but the sound above 12 kHz goes. This measures both sides on pieces the bot makes (shipped
-models, with the accompaniment): each piece is synthesised by the ``fluidsynth`` command at both rates
-(the bot's settings: gain 0.2, chorus off), mixed to mono, peak-normalised, encoded by ``opusenc`` as
-the bot encodes (48 kbit/s, its complexity and packet length) and decoded by ``opusdec`` at 48 kHz.
+models, with the accompaniment): each piece is synthesised at both rates by ``composer.audio``'s
+``BoundedFluidSynth`` (the bot's fallback path: the ``fluidsynth`` command with the bot's settings),
+mixed to mono, peak-normalised, encoded by ``opusenc`` as the bot encodes (48 kbit/s, its complexity and
+packet length) and decoded by ``opusdec`` at 48 kHz.
 Reported per rate: the synthesis's CPU seconds (the ``fluidsynth`` command's, less what the same
 command takes for a single short note: starting it and loading the soundfont); the share of the
 decoded sound's energy above 12 kHz; and the log-spectral distance (dB, 4096-point frames) of the
@@ -30,7 +31,7 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from composer.audio import DEFAULT_SOUNDFONT, OPUS_COMPLEXITY, OPUS_FRAME_MS
+from composer.audio import DEFAULT_SOUNDFONT, OPUS_COMPLEXITY, OPUS_FRAME_MS, BoundedFluidSynth
 from composer.compose import ComposeRequest
 from composer.model_store import ModelLibrary
 from composer.piece import make_piece
@@ -42,8 +43,7 @@ FRAME = 4096
 def synth_cpu(midi: Path, rate: int, wav: Path) -> float:
     """CPU seconds of ``fluidsynth`` rendering ``midi`` to ``wav`` at ``rate`` with the bot's settings."""
     before = children_cpu()
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.2", "-C", "0", "-r", str(rate), "-F", str(wav),
-                    str(DEFAULT_SOUNDFONT), str(midi)], check=True, capture_output=True)
+    BoundedFluidSynth(DEFAULT_SOUNDFONT, rate, timeout=60.0).midi_to_audio(str(midi), str(wav))
     return children_cpu() - before
 
 

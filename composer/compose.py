@@ -206,7 +206,6 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             tonic, minor = drawn % 12, drawn >= 12
         if request.metre is None:
             metre = lead.metres[_draw_index(rep.metre_counts, seed, 2)] if lead.metres else (4, 4)
-        undo = None  # the melody's way to its key depends on its register: chosen once it is sampled
         like = Melody((), metre, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
     controls = [models[name].info.representation.control(metre, minor) for name in mix]
@@ -218,7 +217,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, still)))
-    if undo is None:
+    if request.primer is None:  # to its key the way that suits the sampled melody's register
         undo = rep.shift_to_key(tonic, minor, in_model_key[best])
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":

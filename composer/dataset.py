@@ -51,15 +51,8 @@ def split_pieces(melodies: list[Melody], seed: int = SPLIT_SEED) -> Split:
 
 
 def chunks(melody: Melody, max_steps: int = MAX_CHUNK_STEPS) -> list[Melody]:
-    """The melody cut at bar lines into pieces of at most ``max_steps`` steps."""
-    bars_per_chunk = max(1, max_steps // melody.steps_per_bar)
-    n_bars = -(-melody.n_steps // melody.steps_per_bar)
-    out = []
-    for start in range(0, n_bars, bars_per_chunk):
-        piece = melody.bars(start, start + bars_per_chunk)
-        if piece.pitches():
-            out.append(piece)
-    return out
+    """The melody cut at bar lines into pieces of at most ``max_steps`` steps (those with notes)."""
+    return melody.chunks(max(1, max_steps // melody.steps_per_bar))
 
 
 def examples(rep: Representation, melodies: list[Melody]) -> list[Example]:
@@ -113,12 +106,11 @@ class PreparedData:
     transpositions_per_piece: int
 
 
-def prepare(melodies: list[Melody], target_tokens: int, seed: int,
-            key_policy: str = "normalise", rep: Representation | None = None) -> PreparedData:
-    """The corpus's representation (``rep``, a trained model's, when given); a split by tune; the
-    training pieces repeated (and, with keys as written, transposed at random) to about
-    ``target_tokens`` steps an epoch."""
-    rep = rep or Representation.for_corpus(melodies, key_policy)
+def prepare(melodies: list[Melody], target_tokens: int, seed: int, rep: Representation) -> PreparedData:
+    """The corpus under ``rep`` (made by ``Representation.for_corpus`` to train, a trained model's own to
+    score it): a split by tune; the training pieces repeated (and, with keys as written, transposed at
+    random) to about ``target_tokens`` steps an epoch."""
+    key_policy = rep.key_policy
     split = split_pieces(melodies)
     rng = random.Random(seed)
     train_tokens = sum(m.n_steps + 1 for m in split.train)

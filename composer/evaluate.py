@@ -223,7 +223,7 @@ def evaluate_all(models_dir: Path, cache_dir: Path, styles: list[str] | None = N
         # Scored as the model sees melodies: its own saved representation (fold policy, metres, keys), not
         # one made afresh from today's defaults.
         config = json.loads((card_path.parent / "config.json").read_text())
-        data = prepare(melodies, recipe["target_tokens"], recipe["seed"], recipe["key_policy"],
+        data = prepare(melodies, recipe["target_tokens"], recipe["seed"],
                        Representation.from_config(config["representation"]))
         training = {k: old[k] for k in TRAINING_KEYS}
         cards.append(score_model(card_path.parent, data, report, old["source"], training))

@@ -91,6 +91,13 @@ class Melody:
             return self.n_steps
         return 0 if self.pickup_steps else first
 
+    def chunks(self, bars: int) -> list[Melody]:
+        """The melody cut at bar lines into pieces of ``bars`` bars (the last may be shorter), those with
+        notes."""
+        n_bars = -(-self.n_steps // self.steps_per_bar)
+        pieces = (self.bars(start, start + bars) for start in range(0, n_bars, bars))
+        return [piece for piece in pieces if piece.pitches()]
+
     @property
     def longest_still_bars(self) -> float:
         """The longest stretch without an onset (a held note or a silence, the start and end included),

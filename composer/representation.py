@@ -331,9 +331,8 @@ def corpus_still_bars(melodies: list[Melody], window_bars: int = 16, share: floa
     """The longest stretch without an onset in ``share`` of the melodies' ``window_bars``-bar windows (at
     least half that long), in bars, rounded up to a tenth (the judge charges only for longer); None
     without such windows."""
-    still = [window.longest_still_bars for m in melodies
-             for window in (m.bars(a, a + window_bars) for a in range(0, math.ceil(m.n_bars), window_bars))
-             if window.n_bars >= window_bars / 2 and window.pitches()]
+    still = [window.longest_still_bars for m in melodies for window in m.chunks(window_bars)
+             if window.n_bars >= window_bars / 2]
     return math.ceil(round(float(np.percentile(still, 100 * share)) * 10, 6)) / 10 if still else None
 
 

@@ -33,7 +33,7 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     from composer.keras_model import build_keras_model, export_weights
 
     rep = Representation.for_corpus(melodies, options.key_policy, max_bars_left=options.max_bars_left)
-    data = prepare(melodies, options.target_tokens, options.seed, options.key_policy, rep=rep)
+    data = prepare(melodies, options.target_tokens, options.seed, rep)
     split, rep = data.split, data.rep
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
         f"keys {rep.key_policy}; metres {', '.join(f'{n}/{d}' for n, d in rep.metres)} -> "
