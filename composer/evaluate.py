@@ -226,7 +226,13 @@ def evaluate_all(models_dir: Path, cache_dir: Path, styles: list[str] | None = N
         data = prepare(melodies, recipe["target_tokens"], recipe["seed"],
                        Representation.from_config(config["representation"]))
         training = {k: old[k] for k in TRAINING_KEYS}
-        cards.append(score_model(card_path.parent, data, report, old["source"], training))
+        card = score_model(card_path.parent, data, report, old["source"], training)
+        # Notes written into a card after training (where a config value came from) stay.
+        notes = {k: v for k, v in old.items() if k not in card}
+        if notes:
+            card = {**card, **notes}
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+        cards.append(card)
     return cards
 
 
