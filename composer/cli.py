@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from composer.errors import ComposerError
 from composer.model_store import default_models_dir
+from composer.sampler import DEFAULT_TOP_P
 from composer.styles import BUILTIN_STYLES
 
 DEFAULT_MODELS = default_models_dir()
@@ -43,13 +44,14 @@ def _train(args: argparse.Namespace) -> int:
         spec = BUILTIN_STYLES[args.style]
         melodies, report = build_style_corpus(args.style, args.cache)
         source = "music21 corpus: " + ", ".join(spec.corpus_globs)
-        description, program = spec.description, spec.program
+        description, program, top_p = spec.description, spec.program, spec.top_p
     else:
         if not args.midi_dir.is_dir():
             raise UsageError(f"{args.midi_dir} is not a folder")
         melodies, report = build_midi_dir_corpus(args.midi_dir, args.cache, args.style)
         source = f"MIDI files in {args.midi_dir}"
         description, program = args.description or f"Melodies like those in {args.midi_dir.name}", 0
+        top_p = DEFAULT_TOP_P
     print(f"{args.style}: {report.summary()}", file=sys.stderr)
     if len(melodies) < 10:
         raise UsageError(f"only {len(melodies)} usable melodies: at least 10 are needed")
@@ -60,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
                         "--corpus" if args.corpus else f"--midi-dir {args.midi_dir}"]
                        + [f"--{name.replace('_', '-')} {value}" for name, value in overrides.items()])
     card = train_style(args.style, melodies, report, source, args.models / args.style, recipe,
-                       description, program, command)
+                       description, program, command, top_p)
     print(f"{args.style}: test NLL {card['test_nll']} vs n-gram {card['ngram_test_nll']} "
           f"({card['train_seconds']} s) -> {args.models / args.style}")
     return 0
@@ -77,7 +79,7 @@ def _styles(args: argparse.Namespace) -> int:
     for s in styles:
         metres = ", ".join(f"{n}/{d}" for n, d in s.metres)
         print(f"{s.name:<{width}}  {s.description} ({instrument_name(s.program)}, {s.tempo_bpm:g} bpm; "
-              f"metres {metres})")
+              f"metres {metres}; top-p {s.top_p:g})")
     return 0
 
 
@@ -216,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                               f"(default {c.ComposeRequest.temperature:g})")
     compose.add_argument("--top-p", type=float, default=c.ComposeRequest.top_p,
                          help=f"sample from the likeliest notes holding this much probability, "
-                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P} (default {c.ComposeRequest.top_p:g})")
+                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P} (default: the style's, {DEFAULT_TOP_P:g} unless "
+                              "`styles` says otherwise)")
     compose.add_argument("--seed", type=int, help="the same seed and settings give the same melody")
     compose.add_argument("--primer", type=Path, help="a MIDI file whose melody to continue")
     compose.add_argument("--primer-bars", type=int, default=4, help="continue the primer's last N bars")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,8 +54,8 @@ class ComposeRequest:
     bars: int = 16
     temperature: float = 1.0
     #: The share of the pitches' probability a new note is drawn from (the likeliest pitches); whether a
-    #: note starts is never cut (``sampler._draw``).
-    top_p: float = 0.95
+    #: note starts is never cut (``sampler._draw``). None: the lead style's (``StyleInfo.top_p``).
+    top_p: float | None = None
     tempo_bpm: float | None = None
     instrument: str | int | None = None
     seed: int | None = None
@@ -73,7 +73,8 @@ class ComposeRequest:
         parse_mix(self.style)
         _check("bars", self.bars, MIN_BARS, MAX_BARS, integer=True)
         _check("temperature", self.temperature, MIN_TEMPERATURE, MAX_TEMPERATURE)
-        _check("top-p", self.top_p, MIN_TOP_P, MAX_TOP_P)
+        if self.top_p is not None:
+            _check("top-p", self.top_p, MIN_TOP_P, MAX_TOP_P)
         if self.tempo_bpm is not None:
             _check("tempo", self.tempo_bpm, MIN_TEMPO, MAX_TEMPO)
         if self.instrument is not None:
@@ -96,7 +97,8 @@ class ComposeRequest:
 
 @dataclass(frozen=True)
 class Composition:
-    """The chosen melody (primer bars first, if any) and how it came about."""
+    """The chosen melody (primer bars first, if any) and how it came about (``request`` with the style's
+    defaults filled in)."""
 
     melody: Melody
     request: ComposeRequest
@@ -182,6 +184,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     if len(ranges) > 1:
         raise StyleError("these styles cannot be mixed: their models cover different pitch ranges", "bad_mix")
     seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    if request.top_p is None:
+        request = replace(request, top_p=lead.top_p)
     program = program_for(request.instrument) if request.instrument is not None else lead.program
     if request.metre is not None and request.primer is None:
         metre = parse_metre(request.metre)

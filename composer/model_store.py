@@ -13,7 +13,7 @@ from composer.errors import StyleError
 from composer.lstm import LstmModel
 from composer.repetition import RepetitionModel
 from composer.representation import Representation
-from composer.sampler import Mixture
+from composer.sampler import DEFAULT_TOP_P, Mixture
 
 #: Environment variable naming the models folder; ``models`` when unset.
 MODELS_ENV = "COMPOSER_MODELS"
@@ -36,6 +36,8 @@ class StyleInfo:
     representation: Representation
     #: The short-term model mixed into the sampler's distribution (tuned on validation, off if absent).
     repetition: RepetitionModel = field(default_factory=RepetitionModel)
+    #: The top-p a request that names none composes with.
+    top_p: float = DEFAULT_TOP_P
 
     @property
     def time_signature(self) -> tuple[int, int]:
@@ -50,7 +52,8 @@ class StyleInfo:
     def from_config(cls, name: str, config: dict) -> StyleInfo:
         return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
                    float(config.get("tempo_bpm", 120)), Representation.from_config(config["representation"]),
-                   RepetitionModel.from_config(config.get("repetition")))
+                   RepetitionModel.from_config(config.get("repetition")),
+                   float(config.get("top_p", DEFAULT_TOP_P)))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ from composer.lstm import LstmModel, ModelConfig
 from composer.repetition import RepetitionModel
 from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation
 
+#: The share of the pitches' probability a new note is drawn from, unless a style's config says otherwise
+#: (``config.json["top_p"]``, from ``Style.top_p``) or a request asks for another.
+DEFAULT_TOP_P = 0.95
+
 #: Factor on the probability of the tonic, third and fifth as note onsets in the final bar.
 CADENCE_BOOST = 3.0
 #: Floor for probabilities before taking logs.

@@ -19,10 +19,12 @@ from composer.lstm import ModelConfig
 from composer.melody import Melody
 from composer.recipe import Recipe
 from composer.representation import Representation
+from composer.sampler import DEFAULT_TOP_P
 
 
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
-                out_dir: Path, options: Recipe, description: str, program: int, command: str) -> dict:
+                out_dir: Path, options: Recipe, description: str, program: int, command: str,
+                top_p: float = DEFAULT_TOP_P) -> dict:
     """Train, write ``out_dir`` (weights, config), then score it against the n-gram baselines (card)."""
     import keras
     import tensorflow as tf
@@ -99,6 +101,7 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         "style": style,
         "description": description,
         "program": program,
+        "top_p": top_p,
         "tempo_bpm": round(statistics.median(m.tempo_bpm for m in melodies)),
         "model": asdict(config),
         "representation": rep.to_config(),

@@ -27,7 +27,7 @@ def telegram() -> Iterator[FakeTelegram]:
 UNTRAINED_STYLES = {
     "alpha": {"units": 24, "layers": 2, "seed": 1, "metres": [[4, 4], [3, 4]], "program": 40},
     "beta": {"units": 24, "layers": 2, "seed": 2, "metres": [[3, 4], [4, 4]], "program": 73},
-    "gamma": {"units": 16, "layers": 3, "seed": 3, "metres": [[6, 8]], "program": 0},
+    "gamma": {"units": 16, "layers": 3, "seed": 3, "metres": [[6, 8]], "program": 0, "top_p": 0.3},
 }
 
 
@@ -62,5 +62,7 @@ def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.savez(folder / "weights.npz", **weights)
         meta = {"style": name, "description": f"untrained test fixture {name}", "program": spec["program"],
                 "tempo_bpm": 110, "model": asdict(config), "representation": rep.to_config()}
+        if "top_p" in spec:
+            meta["top_p"] = spec["top_p"]
         (folder / "config.json").write_text(json.dumps(meta))
     return root

@@ -15,6 +15,7 @@ from composer.judge import allowed_still_bars, candidate_scores, sanity_penalty
 from composer.keys import estimate_keys
 from composer.melody import HOLD, REST, Melody
 from composer.model_store import ModelLibrary
+from composer.sampler import DEFAULT_TOP_P
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,15 @@ def test_length_defaults_and_reproducible_seed(library: ModelLibrary) -> None:
     assert first.melody.key and first.primer_steps == 0 and first.seed == 11
     assert compose(request, library).melody == first.melody
     assert compose(replace(request, seed=12), library).melody != first.melody
+
+
+def test_top_p_is_the_styles_unless_the_request_names_one(library: ModelLibrary) -> None:
+    own = compose(ComposeRequest(style="gamma", bars=4, seed=5), library)  # its config says 0.3
+    assert own.request.top_p == 0.3 and "top-p 0.3" in own.description()
+    assert compose(ComposeRequest(style="gamma", bars=4, seed=5, top_p=0.3), library).melody == own.melody
+    asked = compose(ComposeRequest(style="gamma", bars=4, seed=5, top_p=1.0), library)
+    assert asked.request.top_p == 1.0 and asked.melody != own.melody
+    assert compose(ComposeRequest(style="alpha", bars=2, seed=5), library).request.top_p == DEFAULT_TOP_P
 
 
 def test_random_seed_is_reported_and_reproduces(library: ModelLibrary) -> None:
