@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from composer.errors import ComposerError
 from composer.model_store import default_models_dir
-from composer.sampler import DEFAULT_TOP_P
+from composer.sampler import DEFAULT_TOP_P, MAX_TOP_P, MIN_TOP_P
 from composer.styles import BUILTIN_STYLES
 
 DEFAULT_MODELS = default_models_dir()
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                               f"(default {c.ComposeRequest.temperature:g})")
     compose.add_argument("--top-p", type=float, default=c.ComposeRequest.top_p,
                          help=f"sample from the likeliest notes holding this much probability, "
-                              f"{c.MIN_TOP_P}..{c.MAX_TOP_P} (default: the style's, {DEFAULT_TOP_P:g} unless "
+                              f"{MIN_TOP_P}..{MAX_TOP_P} (default: the style's, {DEFAULT_TOP_P:g} unless "
                               "`styles` says otherwise)")
     compose.add_argument("--seed", type=int, help="the same seed and settings give the same melody")
     compose.add_argument("--primer", type=Path, help="a MIDI file whose melody to continue")

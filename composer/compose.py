@@ -17,12 +17,11 @@ from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
 from composer.representation import NORMAL_TONIC, Undo
-from composer.sampler import sample
+from composer.sampler import MAX_TOP_P, MIN_TOP_P, sample
 from composer.style_mix import mix_label, parse_mix
 
 MIN_BARS, MAX_BARS = 1, 64
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 2.0
-MIN_TOP_P, MAX_TOP_P = 0.05, 1.0
 MIN_TEMPO, MAX_TEMPO = 20.0, 400.0
 MIN_PRIMER_BARS, MAX_PRIMER_BARS = 1, 16
 MIN_CANDIDATES, MAX_CANDIDATES = 1, 16
@@ -97,8 +96,8 @@ class ComposeRequest:
 
 @dataclass(frozen=True)
 class Composition:
-    """The chosen melody (primer bars first, if any) and how it came about (``request`` with the style's
-    defaults filled in)."""
+    """The chosen melody (primer bars first, if any) and how it came about (``request`` with its top-p
+    resolved to the lead style's when it named none)."""
 
     melody: Melody
     request: ComposeRequest

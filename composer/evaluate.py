@@ -227,8 +227,9 @@ def evaluate_all(models_dir: Path, cache_dir: Path, styles: list[str] | None = N
                        Representation.from_config(config["representation"]))
         training = {k: old[k] for k in TRAINING_KEYS}
         card = score_model(card_path.parent, data, report, old["source"], training)
-        # Notes written into a card after training (where a config value came from) stay.
-        notes = {k: v for k, v in old.items() if k not in card}
+        # Notes written into a card after training stay: a ``<key>_source`` and the ``<key>`` it explains.
+        notes = {k: v for k, v in old.items()
+                 if k not in card and (k.endswith("_source") or f"{k}_source" in old)}
         if notes:
             card = {**card, **notes}
             card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -13,7 +13,7 @@ from composer.errors import StyleError
 from composer.lstm import LstmModel
 from composer.repetition import RepetitionModel
 from composer.representation import Representation
-from composer.sampler import DEFAULT_TOP_P, Mixture
+from composer.sampler import DEFAULT_TOP_P, MAX_TOP_P, MIN_TOP_P, Mixture
 
 #: Environment variable naming the models folder; ``models`` when unset.
 MODELS_ENV = "COMPOSER_MODELS"
@@ -50,10 +50,13 @@ class StyleInfo:
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> StyleInfo:
+        top_p = float(config.get("top_p", DEFAULT_TOP_P))
+        if not MIN_TOP_P <= top_p <= MAX_TOP_P:
+            raise ValueError(f"{name}: config.json's top_p {top_p:g} is outside {MIN_TOP_P:g}..{MAX_TOP_P:g}")
         return cls(name, str(config.get("description", name)), int(config.get("program", 0)),
                    float(config.get("tempo_bpm", 120)), Representation.from_config(config["representation"]),
                    RepetitionModel.from_config(config.get("repetition")),
-                   float(config.get("top_p", DEFAULT_TOP_P)))
+                   top_p)
 
 
 @dataclass(frozen=True)

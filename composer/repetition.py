@@ -23,8 +23,10 @@ n-gram of the piece so far): on the classical validation melodies it found as mu
 order-64 version combined with the LSTM (pitch bits 2.14 -> 2.02 on the test melodies, against 2.02),
 at a cost the sampler can pay (one vector operation over the piece per step).
 
-The four numbers are tuned per style on validation melodies (``tune``) and saved with the model; the
-evaluation scores with them, the sampler mixes at ``SAMPLING_SHARE`` of the weights (same code).
+The five numbers are tuned per style on validation melodies (``tune``) and saved with the model; the
+evaluation scores with them over whole sequences (``mix_sequence``), the sampler step by step
+(``RepetitionState``, the bar lags through the same ``_mix``, the matches through its own sparse sums)
+at ``SAMPLING_SHARE`` of the weights; a test holds the two to the same numbers.
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ class RepetitionModel:
     @classmethod
     def from_config(cls, data: dict | None) -> RepetitionModel:
         """From ``to_config``'s dict; a config written before matches existed has them off."""
+        off = cls()
         if not data:
-            return cls()
-        return cls(float(data["weight"]), float(data["scale"]), float(data.get("match_weight", 0.0)),
-                   float(data.get("match_scale", 32.0)), int(data.get("match_min", 12)))
+            return off
+        return cls(float(data["weight"]), float(data["scale"]),
+                   float(data.get("match_weight", off.match_weight)),
+                   float(data.get("match_scale", off.match_scale)), int(data.get("match_min", off.match_min)))
 
     def sampling(self) -> RepetitionModel:
         """The model the sampler mixes: both weights at ``SAMPLING_SHARE``."""
@@ -75,6 +79,14 @@ class RepetitionModel:
         """Confidence of matches of the given lengths (0 below ``match_min``)."""
         capped = np.minimum(matches, _MAX_RUN)
         return np.where(capped >= self.match_min, 1.0 - np.exp(-capped / self.match_scale), 0.0)
+
+    def match_proposals(self, matches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For ``match_lengths``' matrix ``(T, T)``: each earlier position's share of each step's proposal
+        (rows sum to 1, or to 0 where no match is long enough) and each step's best confidence ``(T,)``."""
+        confidence = self.match_confidence(matches)
+        shares = confidence ** MATCH_POWER
+        shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-300)
+        return shares, confidence.max(axis=1)
 
     # --- step by step (the sampler) -----------------------------------------------------------
 
@@ -115,12 +127,9 @@ class RepetitionModel:
             proposed, confidence = self.proposals(ids, steps_per_bar)
             probs = _mix(probs, proposed, confidence, self.weight)
         if self.match_weight > 0:
-            confidence = self.match_confidence(match_lengths(ids))
-            shares = confidence ** MATCH_POWER
-            total = shares.sum(axis=1)
-            repeat = shares @ np.eye(probs.shape[1])[ids] / np.maximum(total, 1e-300)[:, None]
-            lam = (self.match_weight * confidence.max(axis=1))[:, None]
-            probs = (1.0 - lam) * probs + lam * repeat
+            shares, best = self.match_proposals(match_lengths(ids))
+            lam = (self.match_weight * best)[:, None]
+            probs = (1.0 - lam) * probs + lam * (shares @ np.eye(probs.shape[1])[ids])
         return np.log(np.maximum(probs, 1e-30))
 
 
@@ -136,7 +145,7 @@ def match_lengths(ids: np.ndarray) -> np.ndarray:
 
 class RepetitionState:
     """The runs of each lag for a batch of candidates, updated token by token, and each lag's proposal for
-    the next step (the token one lag before it)."""
+    the next step (the token one lag before it); and each earlier position's match (``match_lengths``)."""
 
     def __init__(self, model: RepetitionModel, history: np.ndarray, total_steps: int,
                  steps_per_bar: int) -> None:
@@ -148,7 +157,8 @@ class RepetitionState:
         self.pad = int(self.lags.max())
         self.ids = np.full((batch, self.pad + max(total_steps, t)), -1, np.int64)
         self.runs = np.zeros((batch, len(self.lags)), np.int64)
-        #: Confidence of a run of ``r`` steps, ``r`` capped (the table reaches 1 well before).
+        #: Confidence of a run (or match) of ``r`` steps, ``r`` capped at ``_MAX_RUN`` (a lag's confidence
+        #: is 1 well before; ``match_confidence`` caps a match there too: at scale 64 it is 0.98).
         runs = np.minimum(np.arange(max(total_steps, t) + 1), _MAX_RUN)
         self.confidence = 1.0 - np.exp(-runs / model.scale)
         self.t = 0
@@ -260,11 +270,10 @@ def tune(step_log_probs: list[np.ndarray], targets: list[np.ndarray], steps_per_
         matches = match_lengths(y)
         same = y[None, :] == y[:, None]
         for g, (scale, shortest) in enumerate(grid):
-            confidence = RepetitionModel(match_scale=scale, match_min=shortest).match_confidence(matches)
-            shares = confidence ** MATCH_POWER
-            share_sum = shares.sum(axis=1)
-            repeat = (shares * same).sum(axis=1) / np.maximum(share_sum, 1e-300)
-            lam = confidence.max(axis=1)[:, None] * weights_arr
+            probe = RepetitionModel(match_scale=scale, match_min=shortest)
+            shares, best_confidence = probe.match_proposals(matches)
+            repeat = (shares * same).sum(axis=1)
+            lam = best_confidence[:, None] * weights_arr
             mixed = (1.0 - lam) * p[:, None] + lam * repeat[:, None]
             totals[g] -= np.log(np.maximum(mixed, 1e-30)).sum(axis=0)
     g, w = np.unravel_index(np.argmin(totals), totals.shape)

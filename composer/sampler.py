@@ -28,6 +28,7 @@ from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START
 #: The share of the pitches' probability a new note is drawn from, unless a style's config says otherwise
 #: (``config.json["top_p"]``, from ``Style.top_p``) or a request asks for another.
 DEFAULT_TOP_P = 0.95
+MIN_TOP_P, MAX_TOP_P = 0.05, 1.0
 
 #: Factor on the probability of the tonic, third and fifth as note onsets in the final bar.
 CADENCE_BOOST = 3.0

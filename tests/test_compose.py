@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from composer.extract import melody_from_midi
 from composer.judge import allowed_still_bars, candidate_scores, sanity_penalty
 from composer.keys import estimate_keys
 from composer.melody import HOLD, REST, Melody
-from composer.model_store import ModelLibrary
+from composer.model_store import ModelLibrary, StyleInfo
 from composer.sampler import DEFAULT_TOP_P
 
 
@@ -40,6 +41,9 @@ def test_top_p_is_the_styles_unless_the_request_names_one(library: ModelLibrary)
     asked = compose(ComposeRequest(style="gamma", bars=4, seed=5, top_p=1.0), library)
     assert asked.request.top_p == 1.0 and asked.melody != own.melody
     assert compose(ComposeRequest(style="alpha", bars=2, seed=5), library).request.top_p == DEFAULT_TOP_P
+    config = json.loads((library.models_dir / "gamma" / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"top_p 1\.5"):
+        StyleInfo.from_config("gamma", {**config, "top_p": 1.5})
 
 
 def test_random_seed_is_reported_and_reproduces(library: ModelLibrary) -> None:
