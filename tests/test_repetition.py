@@ -94,3 +94,24 @@ def test_the_sampler_repeats_more_with_it(untrained_models_dir: Path) -> None:
         return float((tokens[:, 16:] == tokens[:, :-16]).mean())
 
     assert same_as_a_bar_before(RepetitionModel(1.0, 1.0)) > 1.5 * same_as_a_bar_before(None)
+
+
+def test_the_sampler_continues_matches_with_them(untrained_models_dir: Path) -> None:
+    mixture = Mixture([LstmModel.load(untrained_models_dir / "alpha")], [1.0])
+
+    def continued(repetition: RepetitionModel | None) -> float:
+        """Share of steps that play what followed the longest earlier match of at least 4 steps."""
+        tokens = sample(mixture, Representation(), steps=12 * 16, steps_per_bar=16, candidates=8,
+                        rng=np.random.default_rng(4), controls=[2], repetition=repetition).tokens
+        hits = total = 0
+        for row in tokens:
+            m = match_lengths(row)
+            for t in range(1, len(row)):
+                j = int(m[t].argmax())
+                if m[t, j] >= 4:
+                    total += 1
+                    hits += row[j] == row[t]
+        return hits / max(total, 1)
+
+    with_matches = continued(RepetitionModel(0.0, 1.0, 1.0, 2.0, 4))
+    assert with_matches > 1.2 * continued(None) and with_matches > 0.5
