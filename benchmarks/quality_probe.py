@@ -17,7 +17,10 @@ drawn at random, so both sets have the same lengths.
   style (5-fold by piece); ``generated``: generated melodies recognised as their style.
 - Real vs generated: accuracy (5-fold) of a classifier telling the style's real test-split windows from
   its generated melodies, classes balanced (0.5 is chance); beside it, test against validation windows
-  (``--count`` of them), both real: what chance looks like at this sample size.
+  (``--count`` of them), both real: what chance looks like at this sample size; and the same classifier
+  on the test tunes' openings only (each tune's first ``--bars`` bars, or all of a shorter one) against
+  the generated melodies cut to their lengths: a generated piece is a whole piece, with a start (often a
+  pickup bar) and an ending, where most windows are a tune's middle or a start without its end.
 - Endings and openings: real test tunes' last ``--bars`` bars (endings) and first (openings), beside the
   generated melodies; tonic by the Krumhansl-Kessler estimate of the window.
 - ``--tells N``: the N features (``composer.quality.FEATURE_NAMES``) whose means differ most between the
@@ -146,19 +149,26 @@ def main() -> None:
     print(f"| mean | {pct(mean_real)} | {pct(mean_gen)} | |")
 
     print("\nReal vs generated (test-split windows against generated melodies, balanced; 50% is chance;\n"
-          "beside it the same classifier telling test from validation windows, both real):\n")
-    print("| style | melodies each | real vs generated | real vs real |")
-    print("| --- | --- | --- | --- |")
-    accuracies, ceilings = [], []
+          "beside it the same classifier telling test from validation windows, both real, and test tunes'\n"
+          "openings from generated melodies):\n")
+    print("| style | melodies each | real vs generated | real vs real | openings vs generated |")
+    print("| --- | --- | --- | --- | --- |")
+    accuracies, ceilings, opening_accuracies = [], [], []
     for style in styles:
         (test_w, test_g), (val_w, _) = test_windows[style], validation_windows[style]
         acc = real_vs_generated(test_w, generated_cut[style], seed=args.seed, real_groups=test_g)
         n_real = min(len(test_w), len(val_w), args.count)
         same = real_vs_generated(test_w, val_w[:n_real], seed=args.seed, real_groups=test_g)
+        openings = [first_bars(m, args.bars) for m in tests[style] if m.n_bars >= args.bars / 2]
+        opening_acc = real_vs_generated(openings, cut_like(generated[style], openings, args.seed),
+                                        seed=args.seed, real_groups=list(range(len(openings))))
         accuracies.append(acc)
         ceilings.append(same)
-        print(f"| {style} | {min(len(test_w), len(generated[style]))} | {pct(acc)} | {pct(same)} |")
-    print(f"| mean | | {pct(sum(accuracies) / len(accuracies))} | {pct(sum(ceilings) / len(ceilings))} |")
+        opening_accuracies.append(opening_acc)
+        print(f"| {style} | {min(len(test_w), len(generated[style]))} | {pct(acc)} | {pct(same)} | "
+              f"{pct(opening_acc)} |")
+    print(f"| mean | | {pct(sum(accuracies) / len(accuracies))} | {pct(sum(ceilings) / len(ceilings))} | "
+          f"{pct(sum(opening_accuracies) / len(opening_accuracies))} |")
     if args.tells:
         print("\nWhat tells them apart most (generated minus real mean, in pooled standard deviations; "
               "real -> generated mean):\n")
