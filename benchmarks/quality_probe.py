@@ -161,7 +161,7 @@ def main() -> None:
         same = real_vs_generated(test_w, val_w[:n_real], seed=args.seed, real_groups=test_g)
         openings = [first_bars(m, args.bars) for m in tests[style] if m.n_bars >= args.bars / 2]
         opening_acc = real_vs_generated(openings, cut_like(generated[style], openings, args.seed),
-                                        seed=args.seed, real_groups=list(range(len(openings))))
+                                        seed=args.seed)  # each opening its own piece
         accuracies.append(acc)
         ceilings.append(same)
         opening_accuracies.append(opening_acc)

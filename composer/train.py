@@ -19,12 +19,11 @@ from composer.lstm import ModelConfig
 from composer.melody import Melody
 from composer.recipe import Recipe
 from composer.representation import Representation
-from composer.sampler import DEFAULT_TOP_P
 
 
 def train_style(style: str, melodies: list[Melody], report: CorpusReport, source: str,
                 out_dir: Path, options: Recipe, description: str, program: int, command: str,
-                top_p: float = DEFAULT_TOP_P) -> dict:
+                top_p: float) -> dict:
     """Train, write ``out_dir`` (weights, config), then score it against the n-gram baselines (card)."""
     import keras
     import tensorflow as tf
