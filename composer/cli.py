@@ -19,7 +19,7 @@ DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
 #: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
 RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads",
-                "max_bars_left")
+                "max_bars_left", "batch_size", "learning_rate")
 
 
 class UsageError(Exception):
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--key-policy", choices=("normalise", "written"),
                        help="move every piece to C major / A minor (normalise) or keep the written keys")
     train.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
+    train.add_argument("--batch-size", type=int, help="sequences per training batch (default: the recipe's)")
+    train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: the recipe's)")
     train.add_argument("--max-bars-left", type=int,
                        help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")
     train.set_defaults(func=_train)

@@ -219,7 +219,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
                      repetition=lead.repetition)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     still = allowed_still_bars(rep.still_bars)
-    best = int(np.argmax(candidate_scores(in_model_key, samples.log_likelihood, still)))
+    best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest
     if request.primer is None:  # to its key the way that suits the sampled melody's register
         undo = rep.shift_to_key(tonic, minor, in_model_key[best])
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)

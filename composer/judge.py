@@ -70,16 +70,15 @@ def allowed_still_bars(style_still_bars: float | None) -> float:
     return max(MAX_STILL_BARS, style_still_bars or 0.0)
 
 
-def candidate_scores(melodies: list[Melody], log_likelihood: np.ndarray,
-                     max_still_bars: float = MAX_STILL_BARS) -> np.ndarray:
+def candidate_scores(melodies: list[Melody], max_still_bars: float = MAX_STILL_BARS) -> np.ndarray:
     """Best-of-N scores: minus each melody's sanity penalty in its own estimated key (the key a listener
-    hears; judged in the key asked for, fewer melodies ended on a tonic a listener hears as one), minus
-    how far its mean log-likelihood per step is from the candidates' median. Typical, not likeliest: the
-    likeliest candidates are the plainest (a held note is the likeliest step), and picking them made
-    melodies sparser and narrower than real tunes (folk: 1.8 notes a bar against 3.0). Melodies of one
-    length. A note or silence may last ``max_still_bars`` bars."""
+    hears; judged in the key asked for, fewer melodies ended on a tonic a listener hears as one). The
+    model's likelihood plays no part: best-of-N is rejection sampling, and among equally sane candidates
+    the first drawn wins, so the choice keeps the model's own distribution. Preferring the likeliest
+    candidates made melodies plainer (a held note is the likeliest step; folk 1.8 notes a bar against real
+    tunes' 3.0); preferring those nearest the candidates' median likelihood made them easier to tell from
+    real tunes than sanity alone (a classifier, 200 melodies a style: renaissance 76% -> 72%, folk 64% ->
+    61%). Melodies of one length. A note or silence may last ``max_still_bars`` bars."""
     tonics, minors = estimate_keys(np.array([m.events for m in melodies]))
-    penalties = np.array([sanity_penalty(m, t, k, max_still_bars)
-                          for m, t, k in zip(melodies, tonics, minors, strict=True)])
-    log_likelihood = np.asarray(log_likelihood, float)
-    return -penalties - np.abs(log_likelihood - np.median(log_likelihood))
+    return -np.array([sanity_penalty(m, t, k, max_still_bars)
+                      for m, t, k in zip(melodies, tonics, minors, strict=True)])

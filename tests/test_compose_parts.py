@@ -105,8 +105,11 @@ def test_sanity_penalties() -> None:
     assert sanity_penalty(Melody((REST,) + (HOLD,) * 7 + good.events), 0, False) == 0.0
 
 
-def test_candidate_scores_trade_likelihood_for_sanity() -> None:
+def test_candidate_scores_rank_by_sanity_alone() -> None:
     good = Melody(tuple(_scale_tune(0, False)))
     hammered = Melody((64, HOLD) * 8 + good.events[16:])
-    scores = candidate_scores([hammered, good], np.array([-0.9, -1.0]))
-    assert scores.argmax() == 1
+    assert candidate_scores([hammered, good]).argmax() == 1
+    # Equally sane candidates score alike, so the first drawn wins (rejection sampling).
+    late = Melody((REST,) + (HOLD,) * 15 + good.events[16:])
+    scores = candidate_scores([late, good, good, hammered])
+    assert scores[1] == scores[2] == 0.0 and scores.argmax() == 1
