@@ -216,7 +216,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
                      rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
                      top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
-                     repetition=lead.repetition)
+                     repetition=lead.repetition, first_onset_by=spb - like.half_beat_steps)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest

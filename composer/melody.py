@@ -58,6 +58,13 @@ class Melody:
         return max(1, STEPS_PER_QUARTER * 4 // den)
 
     @property
+    def half_beat_steps(self) -> int:
+        """Steps in half a beat: an eighth in compound metres (a dotted beat divides in three), else half
+        of ``beat_steps`` (at least one step)."""
+        beat = self.beat_steps
+        return 2 if beat == 6 else max(1, beat // 2)
+
+    @property
     def strong_positions(self) -> tuple[int, ...]:
         """Positions in the bar (steps from the bar line) of the metre's strong beats: the bar line, and
         the middle of the bar when the bar has an even number of beats (as ``beat_steps`` counts them): 4/4

@@ -56,8 +56,7 @@ def _onset_class(position: int, melody: Melody, strong: tuple[int, ...]) -> int:
         return 1
     if position % beat == 0:
         return 2
-    half = 2 if beat == 6 else beat // 2  # a compound beat divides in three eighths
-    return 3 if half and position % half == 0 else 4
+    return 3 if position % melody.half_beat_steps == 0 else 4
 
 
 def _normalised(counts: np.ndarray) -> np.ndarray:

@@ -309,6 +309,7 @@ def sample(
     cadence_from: int | None = None,
     key: tuple[int, bool] | None = None,
     repetition: RepetitionModel | None = None,
+    first_onset_by: int | None = None,
 ) -> Samples:
     """Sample ``candidates`` continuations of ``steps`` target ids after ``primer`` (target ids, starting
     at a bar line), in one batch. The piece ends after ``primer + steps`` steps: each step's bars-left
@@ -316,10 +317,11 @@ def sample(
 
     Each step draws from the mixed distribution with temperature applied to its log-probabilities, its
     pitches cut to their top-p nucleus (``_draw``). Only REST, HOLD and pitches are drawn, in canonical
-    order (no HOLD first, no REST in silence); without a primer the first bar cannot stay silent (a late
-    start is an anacrusis at most). From step ``cadence_from`` on, the tonic, third and fifth of ``key``
-    (pitch class, minor) are favoured as onsets. ``repetition`` (a short-term model of each candidate so
-    far) is mixed into the distribution.
+    order (no HOLD first, no REST in silence); without a primer a note starts by step ``first_onset_by``
+    (default: the first bar's last step), so a late start is an anacrusis at most: the caller passes the
+    bar's last half beat, as a style that never plays a 16th would not start on one. From step
+    ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured as
+    onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
     """
     pin_blas_to_one_thread()
     total = len(primer) + steps
@@ -345,6 +347,7 @@ def sample(
     allowed = _allowed(mixture.vocab_size)
     fed_after, sounding_after, allowed_after = _sounding_tables(rep, allowed)
     inverse_temperature = np.float32(1.0 / temperature)
+    last_silent = min(steps_per_bar, steps) - 1 if first_onset_by is None else first_onset_by
     uniforms = rng.random((steps, candidates))
     rows = np.arange(candidates)
     tokens = np.empty((candidates, steps), np.int64)
@@ -356,8 +359,8 @@ def sample(
                                     rep.id_events(tokens[:, :t])], axis=1)
             bias = _cadence_bias(rep, sofar, key)
         weights = probs * (allowed[_FIRST] if t == 0 and not len(primer) else allowed_after[sounding])
-        if t == steps_per_bar - 1 and not len(primer):
-            weights[:, HOLD_ID] *= sounding >= 0
+        if t == last_silent and not len(primer):  # nothing struck yet: a note now
+            weights[:, HOLD_ID] *= (tokens[:, :t] >= FIRST_PITCH_ID).any(axis=1)
         if bias is not None:
             weights *= bias
         if inverse_temperature != 1.0:

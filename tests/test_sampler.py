@@ -121,6 +121,23 @@ def test_the_first_bar_is_never_silent(alpha: Mixture, temperature: float) -> No
         assert ((tokens[:, :16] >= FIRST_PITCH_ID).any(axis=1)).all()
 
 
+@pytest.mark.parametrize(("first_onset_by", "expected"), [(None, 15), (12, 12)])
+def test_a_late_start_is_a_pickup_of_at_least_first_onset_by(
+    alpha: Mixture, monkeypatch, first_onset_by: int | None, expected: int
+) -> None:
+    step = alpha.step
+
+    def hushed(*args):  # a model that would stay silent: a rest, then holding it
+        probs = step(*args)
+        probs[:] = 1e-6
+        probs[:, REST_ID] = probs[:, HOLD_ID] = 0.5
+        return probs
+
+    monkeypatch.setattr(alpha, "step", hushed)
+    tokens = _sample(alpha, candidates=8, first_onset_by=first_onset_by).tokens
+    assert ((tokens >= FIRST_PITCH_ID).argmax(axis=1) == expected).all()
+
+
 def test_low_temperature_with_masked_mass_draws_allowed_tokens(alpha: Mixture, monkeypatch) -> None:
     """Temperature on log-probabilities: at 0.1, weights of 1e-5 raised to the 10th power underflowed in
     float32 and the draw indexed past the row."""
