@@ -19,7 +19,7 @@ DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
 #: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
 RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads",
-                "max_bars_left", "batch_size", "learning_rate")
+                "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing")
 
 
 class UsageError(Exception):
@@ -60,7 +60,8 @@ def _train(args: argparse.Namespace) -> int:
     recipe = replace(recipe, **overrides)
     command = " ".join(["python -m composer train --style", args.style,
                         "--corpus" if args.corpus else f"--midi-dir {args.midi_dir}"]
-                       + [f"--{name.replace('_', '-')} {value}" for name, value in overrides.items()])
+                       + [f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
+                          for name, value in overrides.items()])
     card = train_style(args.style, melodies, report, source, args.models / args.style, recipe,
                        description, program, command, top_p)
     print(f"{args.style}: test NLL {card['test_nll']} vs n-gram {card['ngram_test_nll']} "
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
     train.add_argument("--batch-size", type=int, help="sequences per training batch (default: the recipe's)")
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: the recipe's)")
+    train.add_argument("--pitch-class-sharing", action="store_true", default=None,
+                       help="train with octave-shared pitch-class terms (default: the recipe's)")
     train.add_argument("--max-bars-left", type=int,
                        help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")
     train.set_defaults(func=_train)

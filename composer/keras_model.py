@@ -5,30 +5,54 @@ from __future__ import annotations
 import numpy as np
 
 from composer.lstm import INPUTS, ModelConfig
+from composer.representation import Representation
+
+#: The layers of the pitch-class terms (``ModelConfig.pitch_class_sharing``).
+PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE = "token_pitch_class_embedding", "pitch_class_dense"
 
 
-def build_keras_model(config: ModelConfig, training_dropout: bool = True):
+def build_keras_model(config: ModelConfig, training_dropout: bool = True,
+                      rep: Representation | None = None):
     """Embeddings of the four inputs (previous token with its held pitch, bar position, bars left,
-    metre and mode) -> stacked LSTM -> logits over the target ids."""
+    metre and mode) -> stacked LSTM -> logits over the target ids. With ``config.pitch_class_sharing``
+    (``rep`` gives the ids' pitch classes) the token embedding adds a vector per pitch class and the
+    logits a term per pitch class, each shared by every octave: ``export_weights`` folds them in."""
     import keras
 
     inputs = [keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUTS]
     sizes = config.input_sizes()
     widths = config.embedding_widths()
-    x = keras.layers.Concatenate()([
-        keras.layers.Embedding(size, width, name=f"{name}_embedding")(tensor)
-        for name, tensor, size, width in zip(INPUTS, inputs, sizes, widths, strict=True)
-    ])
+    embedded = [keras.layers.Embedding(size, width, name=f"{name}_embedding")(tensor)
+                for name, tensor, size, width in zip(INPUTS, inputs, sizes, widths, strict=True)]
+    if config.pitch_class_sharing:
+        if rep is None:
+            raise ValueError("pitch-class sharing needs the representation")
+        classes = keras.ops.take(keras.ops.convert_to_tensor(rep.pitch_classes(inputs=True), "int32"),
+                                 inputs[0])
+        shared_embedding = keras.layers.Embedding(13, widths[0], name=PITCH_CLASS_EMBEDDING)
+        embedded[0] = embedded[0] + shared_embedding(classes)
+    x = keras.layers.Concatenate()(embedded)
     for i in range(config.layers):
         x = keras.layers.LSTM(config.units, return_sequences=True, name=f"lstm{i}")(x)
         if training_dropout and config.dropout:
             x = keras.layers.Dropout(config.dropout)(x)
     logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
+    if config.pitch_class_sharing:
+        shared = keras.layers.Dense(13, use_bias=False, name=PITCH_CLASS_DENSE)(x)
+        logits = logits + keras.ops.take(shared, rep.pitch_classes(inputs=False), axis=-1)
     return keras.Model(inputs, logits)
 
 
-def export_weights(model) -> dict[str, np.ndarray]:
-    """The arrays ``composer.lstm.LstmModel`` reads, by name."""
+def _layer(model, name: str):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def export_weights(model, rep: Representation | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``composer.lstm.LstmModel`` reads, by name (a model with pitch-class sharing needs its
+    ``rep``: the shared terms are folded into the token embedding and the output kernel)."""
     out = {f"{name}_embedding": model.get_layer(f"{name}_embedding").get_weights()[0] for name in INPUTS}
     i = 0
     while True:
@@ -39,6 +63,13 @@ def export_weights(model) -> dict[str, np.ndarray]:
         out[f"lstm{i}_kernel"], out[f"lstm{i}_recurrent"], out[f"lstm{i}_bias"] = layer.get_weights()
         i += 1
     out["dense_kernel"], out["dense_bias"] = model.get_layer("dense").get_weights()
+    if _layer(model, PITCH_CLASS_DENSE) is not None:
+        if rep is None:
+            raise ValueError("pitch-class sharing needs the representation")
+        (embedding,) = _layer(model, PITCH_CLASS_EMBEDDING).get_weights()
+        (kernel,) = _layer(model, PITCH_CLASS_DENSE).get_weights()
+        out["token_embedding"] = out["token_embedding"] + embedding[rep.pitch_classes(inputs=True)]
+        out["dense_kernel"] = out["dense_kernel"] + kernel[:, rep.pitch_classes(inputs=False)]
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -53,3 +84,6 @@ def load_weights(model, weights: dict[str, np.ndarray]) -> None:
         )
         i += 1
     model.get_layer("dense").set_weights([weights["dense_kernel"], weights["dense_bias"]])
+    for name in (PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE):  # folded into the exported weights
+        if (layer := _layer(model, name)) is not None:
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])

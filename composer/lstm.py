@@ -36,6 +36,9 @@ class ModelConfig:
     units: int = 160
     layers: int = 2
     dropout: float = 0.15
+    #: Training only: the token embedding and the output layer each get a term per pitch class shared by
+    #: every octave (folded into the exported weights, so the numpy model is the same either way).
+    pitch_class_sharing: bool = False
 
     @classmethod
     def for_representation(cls, rep: Representation, **shape: object) -> ModelConfig:

@@ -1,7 +1,8 @@
 """How a style model is trained: the one home of the training hyper-parameters (no TensorFlow here).
 
-The architecture's defaults live in ``composer.lstm.ModelConfig``; a recipe overrides its width and
-depth only. Each built-in style's recipe is in ``composer.styles``; ``make train-all`` trains them all.
+The architecture's defaults live in ``composer.lstm.ModelConfig``; a recipe overrides its width,
+depth, dropout and pitch-class sharing. Each built-in style's recipe is in ``composer.styles``; ``make
+train-all`` trains them all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ class Recipe:
     units: int = 160
     layers: int = 2
     dropout: float = 0.15
+    #: ``ModelConfig.pitch_class_sharing``: octave-equivalent terms in the embedding and output layer.
+    pitch_class_sharing: bool = False
     batch_size: int = 64
     learning_rate: float = 3e-3
     max_epochs: int = 30

@@ -111,6 +111,14 @@ class Representation:
         """Input ids: the target ids (HOLD meaning "silence goes on") plus one "pitch p goes on" per pitch."""
         return self.vocab_size + self.pitches
 
+    def pitch_classes(self, inputs: bool) -> np.ndarray:
+        """Per id (input ids if ``inputs``, else target ids): the pitch class of the pitch it strikes or
+        holds, 12 for an id with no pitch. Training shares a term per pitch class across octaves."""
+        n = self.input_vocab_size if inputs else self.vocab_size
+        ids = np.arange(n)
+        pitch = np.where(ids >= self.vocab_size, ids - self.pitches, ids) - FIRST_PITCH_ID + self.low_pitch
+        return np.where(ids >= FIRST_PITCH_ID, pitch % 12, 12)
+
     @property
     def controls(self) -> int:
         return 2 * (len(self.metres) + 1)

@@ -41,8 +41,9 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         f"{sum(m.n_steps + 1 for m in data.augmented)} steps an epoch")
 
     config = ModelConfig.for_representation(rep, units=options.units, layers=options.layers,
-                                            dropout=options.dropout)
-    model = build_keras_model(config)
+                                            dropout=options.dropout,
+                                            pitch_class_sharing=options.pitch_class_sharing)
+    model = build_keras_model(config, rep=rep)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   weighted_metrics=[])
@@ -95,7 +96,7 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     train_seconds = time.monotonic() - started
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / "weights.npz", **export_weights(model))
+    np.savez_compressed(out_dir / "weights.npz", **export_weights(model, rep))
     meta = {
         "style": style,
         "description": description,
@@ -110,7 +111,10 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
         "architecture": f"embeddings {config.token_embedding} (previous token, holds carrying their pitch) "
                         f"+ {config.position_embedding} (bar position) + {config.bars_left_embedding} (bars "
                         f"left) + {config.control_embedding} (metre and mode), {config.layers} x "
-                        f"LSTM({config.units}), dropout {config.dropout}, dense",
+                        f"LSTM({config.units}), dropout {config.dropout}, dense"
+                        + (", pitch-class terms shared by every octave in the token embedding and the output "
+                           "layer (trained, then folded into the exported weights)"
+                           if config.pitch_class_sharing else ""),
         "epochs": len(history.history["loss"]),
         "train_seconds": round(train_seconds),
         "machine": f"the project's 2-core development machine, TensorFlow CPU, {options.threads} thread(s)",

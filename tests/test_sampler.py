@@ -57,6 +57,40 @@ def test_next_step_distribution_equals_keras_forward(untrained_models_dir: Path,
     np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
 
 
+def test_pitch_class_sharing_folds_into_the_exported_weights() -> None:
+    """Trained with a term per pitch class shared by every octave, the model the sampler loads (the
+    terms folded into the token embedding and output kernel) gives the Keras model's distribution, and
+    the same pitch class in two octaves gets the same shared term."""
+    from composer.keras_model import PITCH_CLASS_DENSE, build_keras_model, export_weights, load_weights
+    from composer.lstm import ModelConfig
+
+    config = ModelConfig.for_representation(REP, token_embedding=8, position_embedding=4,
+                                            bars_left_embedding=4, control_embedding=4, units=12, layers=2,
+                                            pitch_class_sharing=True)
+    keras_model = build_keras_model(config, training_dropout=False, rep=REP)
+    rng = np.random.default_rng(3)
+    for layer in keras_model.layers:
+        layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    kernel = keras_model.get_layer(PITCH_CLASS_DENSE).get_weights()[0]
+    weights = export_weights(keras_model, REP)
+    model = LstmModel(config, weights)
+    inputs = _random_inputs(3, 40)
+    expected = _softmax(np.asarray(keras_model(list(inputs), training=False), np.float64))
+    np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
+    c4, c5 = FIRST_PITCH_ID + 60 - REP.low_pitch, FIRST_PITCH_ID + 72 - REP.low_pitch
+    own = keras_model.get_layer("dense").get_weights()[0]
+    shared = weights["dense_kernel"][:, [c4, c5]] - own[:, [c4, c5]]
+    np.testing.assert_allclose(shared[:, 0], kernel[:, 0], atol=1e-6)
+    np.testing.assert_allclose(shared[:, 1], kernel[:, 0], atol=1e-6)
+    # Loaded back (the shared terms zeroed, the folded weights in place), Keras gives the same again.
+    reloaded = build_keras_model(config, training_dropout=False, rep=REP)
+    load_weights(reloaded, weights)
+    again = _softmax(np.asarray(reloaded(list(inputs), training=False), np.float64))
+    np.testing.assert_allclose(again, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="representation"):
+        build_keras_model(config)
+
+
 def test_every_input_changes_the_distribution(untrained_models_dir: Path) -> None:
     model = LstmModel.load(untrained_models_dir / "alpha")
     base = _random_inputs(1, 20)
