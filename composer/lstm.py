@@ -8,7 +8,7 @@ gathers and one fused matmul per layer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,12 @@ class ModelConfig:
     def for_representation(cls, rep: Representation, **shape: object) -> ModelConfig:
         return cls(rep.input_vocab_size, rep.vocab_size, rep.max_positions, rep.max_bars_left + 1,
                    rep.controls, **shape)  # type: ignore[arg-type]
+
+    @property
+    def stepped_shape(self) -> ModelConfig:
+        """The config without its training-only fields (dropout, pitch-class sharing): models alike in it
+        step as one stack."""
+        return replace(self, dropout=0.0, pitch_class_sharing=False)
 
     def input_sizes(self) -> tuple[int, int, int, int]:
         return self.input_vocab, self.max_positions, self.bars_left, self.controls

@@ -57,7 +57,7 @@ class StackedLstm:
 
     def __init__(self, models: Sequence[LstmModel]) -> None:
         config = models[0].config
-        if any(m.config != config for m in models):
+        if any(m.config.stepped_shape != config.stepped_shape for m in models):
             raise ValueError("models of one stack must share their shape")
         u = self.units = config.units
         self.layers = config.layers
@@ -173,7 +173,7 @@ class Mixture:
             raise ValueError("models of a mixture must share their vocabulary")
         groups: dict[ModelConfig, list[int]] = {}
         for index, model in enumerate(models):
-            groups.setdefault(model.config, []).append(index)
+            groups.setdefault(model.config.stepped_shape, []).append(index)
         w = np.asarray(weights, np.float32) / float(np.sum(weights))
         self.groups = list(groups.values())
         self.stacks = [StackedLstm([models[i] for i in group]) for group in self.groups]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,10 @@ def test_mixture_is_the_weighted_average_of_the_styles(untrained_models_dir: Pat
     weights = [0.5, 0.3, 0.2]
     mixture = Mixture(models, weights)
     assert len(mixture.stacks) == 2  # alpha and beta step as one stack; gamma has another shape
+    # Training-only settings do not split a stack.
+    trained_apart = copy.copy(models[1])
+    trained_apart.config = replace(models[1].config, dropout=0.3, pitch_class_sharing=True)
+    assert len(Mixture([models[0], trained_apart], [0.5, 0.5]).stacks) == 1
     controls = [2, 3, 0]
     inputs = _random_inputs(2, 40, seed=1)
     expected = sum(
