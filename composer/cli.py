@@ -22,6 +22,14 @@ RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_poli
                 "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing")
 
 
+def _flag(name: str, value: object) -> str:
+    """A recipe override as the command line that gives it (``--units 96``, ``--no-pitch-class-sharing``)."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
 class UsageError(Exception):
     """A bad argument: printed as one line, exit status 2."""
 
@@ -60,8 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     recipe = replace(recipe, **overrides)
     command = " ".join(["python -m composer train --style", args.style,
                         "--corpus" if args.corpus else f"--midi-dir {args.midi_dir}"]
-                       + [f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
-                          for name, value in overrides.items()])
+                       + [_flag(name, value) for name, value in overrides.items()])
     card = train_style(args.style, melodies, report, source, args.models / args.style, recipe,
                        description, program, command, top_p)
     print(f"{args.style}: test NLL {card['test_nll']} vs n-gram {card['ngram_test_nll']} "
@@ -197,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
     train.add_argument("--batch-size", type=int, help="sequences per training batch (default: the recipe's)")
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: the recipe's)")
-    train.add_argument("--pitch-class-sharing", action="store_true", default=None,
+    train.add_argument("--pitch-class-sharing", action=argparse.BooleanOptionalAction,
                        help="train with octave-shared pitch-class terms (default: the recipe's)")
     train.add_argument("--max-bars-left", type=int,
                        help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")

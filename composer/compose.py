@@ -169,7 +169,8 @@ def _draw_index(counts: tuple[int, ...], seed: int, stream: int) -> int:
 
 
 def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
-    """Sample ``request.candidates`` melodies in one batch; keep the best by model score and sanity.
+    """Sample ``request.candidates`` melodies in one batch; keep the first of the sanest
+    (``judge.candidate_scores``).
 
     The metre and key come from the request, else from the primer, else are drawn (by the seed) from the
     lead style's corpus. Models of key policy ``normalise`` play in C major / A minor and the melody is

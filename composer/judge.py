@@ -1,4 +1,4 @@
-"""Musical sanity for best-of-N: penalties (in nats per step, like the model's score) for melodies
+"""Musical sanity for best-of-N: penalties (only their order between candidates matters) for melodies
 that start late, hammer one note, stall, sprawl, leap wildly or stop on an unstable note."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from composer.lstm import INPUTS, ModelConfig
-from composer.representation import Representation
+from composer.representation import NO_PITCH_CLASS, Representation
 
 #: The layers of the pitch-class terms (``ModelConfig.pitch_class_sharing``).
 PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE = "token_pitch_class_embedding", "pitch_class_dense"
@@ -29,7 +29,7 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True,
             raise ValueError("pitch-class sharing needs the representation")
         classes = keras.ops.take(keras.ops.convert_to_tensor(rep.pitch_classes(inputs=True), "int32"),
                                  inputs[0])
-        shared_embedding = keras.layers.Embedding(13, widths[0], name=PITCH_CLASS_EMBEDDING)
+        shared_embedding = keras.layers.Embedding(NO_PITCH_CLASS + 1, widths[0], name=PITCH_CLASS_EMBEDDING)
         embedded[0] = embedded[0] + shared_embedding(classes)
     x = keras.layers.Concatenate()(embedded)
     for i in range(config.layers):
@@ -38,7 +38,7 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True,
             x = keras.layers.Dropout(config.dropout)(x)
     logits = keras.layers.Dense(config.vocab_size, name="dense")(x)
     if config.pitch_class_sharing:
-        shared = keras.layers.Dense(13, use_bias=False, name=PITCH_CLASS_DENSE)(x)
+        shared = keras.layers.Dense(NO_PITCH_CLASS + 1, use_bias=False, name=PITCH_CLASS_DENSE)(x)
         logits = logits + keras.ops.take(shared, rep.pitch_classes(inputs=False), axis=-1)
     return keras.Model(inputs, logits)
 

@@ -36,6 +36,8 @@ from composer.melody import HOLD, REST, Melody, canonical
 
 PAD, START, END, REST_ID, HOLD_ID = 0, 1, 2, 3, 4
 FIRST_PITCH_ID = 5
+#: ``Representation.pitch_classes`` of an id with no pitch (the pitch classes are 0..11).
+NO_PITCH_CLASS = 12
 KEY_POLICIES = ("normalise", "written")
 FOLD_POLICIES = ("keep", "centre")
 #: The tonic pitch class a normalised melody is in: C for major, A for minor.
@@ -113,11 +115,12 @@ class Representation:
 
     def pitch_classes(self, inputs: bool) -> np.ndarray:
         """Per id (input ids if ``inputs``, else target ids): the pitch class of the pitch it strikes or
-        holds, 12 for an id with no pitch. Training shares a term per pitch class across octaves."""
+        holds, ``NO_PITCH_CLASS`` (12) for an id with no pitch. Training can share a term per pitch class
+        across octaves (``ModelConfig.pitch_class_sharing``)."""
         n = self.input_vocab_size if inputs else self.vocab_size
         ids = np.arange(n)
         pitch = np.where(ids >= self.vocab_size, ids - self.pitches, ids) - FIRST_PITCH_ID + self.low_pitch
-        return np.where(ids >= FIRST_PITCH_ID, pitch % 12, 12)
+        return np.where(ids >= FIRST_PITCH_ID, pitch % 12, NO_PITCH_CLASS)
 
     @property
     def controls(self) -> int:

@@ -253,9 +253,8 @@ def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool]
     else:
         tonics, minors = estimate_keys(events)
         stable = np.array([stable_degrees(t, m) for t, m in zip(tonics, minors, strict=True)])
-    ids = np.arange(rep.vocab_size)
-    pitch_class = (ids - FIRST_PITCH_ID + rep.low_pitch) % 12
-    hit = (pitch_class[None, :, None] == stable[:, None, :]).any(axis=2) & (ids >= FIRST_PITCH_ID)
+    pitch_class = rep.pitch_classes(inputs=False)  # 12 for ids with no pitch: never a stable degree
+    hit = (pitch_class[None, :, None] == stable[:, None, :]).any(axis=2)
     return np.where(hit, CADENCE_BOOST, 1.0).astype(np.float32)
 
 
@@ -317,9 +316,9 @@ def sample(
 
     Each step draws from the mixed distribution with temperature applied to its log-probabilities, its
     pitches cut to their top-p nucleus (``_draw``). Only REST, HOLD and pitches are drawn, in canonical
-    order (no HOLD first, no REST in silence); without a primer a note starts by step ``first_onset_by``
-    (default: the first bar's last step), so a late start is an anacrusis at most: the caller passes the
-    bar's last half beat, as a style that never plays a 16th would not start on one. From step
+    order (no HOLD first, no REST in silence); without a primer (else it is ignored) a note starts by
+    step ``first_onset_by`` (default: the first bar's last step), so a late start is an anacrusis at most:
+    compose passes the bar's last half beat (in 4/4 an eighth, in 4/2 a quarter: no 16th pickups). From step
     ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured as
     onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
     """
@@ -347,7 +346,7 @@ def sample(
     allowed = _allowed(mixture.vocab_size)
     fed_after, sounding_after, allowed_after = _sounding_tables(rep, allowed)
     inverse_temperature = np.float32(1.0 / temperature)
-    last_silent = min(steps_per_bar, steps) - 1 if first_onset_by is None else first_onset_by
+    forced_onset_at = min(steps_per_bar if first_onset_by is None else first_onset_by + 1, steps) - 1
     uniforms = rng.random((steps, candidates))
     rows = np.arange(candidates)
     tokens = np.empty((candidates, steps), np.int64)
@@ -359,8 +358,8 @@ def sample(
                                     rep.id_events(tokens[:, :t])], axis=1)
             bias = _cadence_bias(rep, sofar, key)
         weights = probs * (allowed[_FIRST] if t == 0 and not len(primer) else allowed_after[sounding])
-        if t == last_silent and not len(primer):  # nothing struck yet: a note now
-            weights[:, HOLD_ID] *= (tokens[:, :t] >= FIRST_PITCH_ID).any(axis=1)
+        if t == forced_onset_at and not len(primer):  # nothing struck yet: a note now
+            weights[:, (REST_ID, HOLD_ID)] *= (tokens[:, :t] >= FIRST_PITCH_ID).any(axis=1)[:, None]
         if bias is not None:
             weights *= bias
         if inverse_temperature != 1.0:

@@ -84,3 +84,12 @@ def test_module_entry_point_reports_without_traceback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_recipe_overrides_are_written_as_the_flags_that_give_them() -> None:
+    from composer.cli import _flag
+
+    assert _flag("units", 96) == "--units 96"
+    assert _flag("learning_rate", 0.005) == "--learning-rate 0.005"
+    assert _flag("pitch_class_sharing", True) == "--pitch-class-sharing"
+    assert _flag("pitch_class_sharing", False) == "--no-pitch-class-sharing"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,25 @@ def test_trained_models_compose_sane_melodies(models_dir: Path) -> None:
         (tonic,), (minor,) = estimate_keys(np.array([melody.events]))
         still = allowed_still_bars(library.get(style).info.representation.still_bars)
         assert sanity_penalty(melody, int(tonic), bool(minor), still) <= 0.5, (style, melody.notes())
+
+
+def test_best_of_n_keeps_the_first_drawn_of_equally_sane_candidates(library: ModelLibrary,
+                                                                     monkeypatch) -> None:
+    import composer.compose as compose_module
+
+    seen: list[list[Melody]] = []
+
+    def all_equally_sane(melodies, max_still_bars):
+        seen.append(melodies)
+        return np.zeros(len(melodies))
+
+    monkeypatch.setattr(compose_module, "candidate_scores", all_equally_sane)
+    melody = compose(ComposeRequest(style="gamma", bars=4, seed=3, candidates=8), library).melody
+    first, others = seen[0][0], seen[0][1:]
+
+    def shape(m: Melody) -> tuple:  # rhythm and intervals: the key it was moved to aside
+        notes = m.notes()
+        return tuple((s, e) for _, s, e in notes), tuple(b[0] - a[0] for a, b in pairwise(notes))
+
+    assert shape(melody) == shape(first)
+    assert any(shape(m) != shape(first) for m in others)

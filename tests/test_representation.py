@@ -16,7 +16,16 @@ from composer.keys import estimate_keys
 from composer.melody import HOLD, REST, Melody
 from composer.midi_writer import melody_to_pretty_midi, pickup_signature
 from composer.model_store import ModelLibrary
-from composer.representation import END, FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation, Undo
+from composer.representation import (
+    END,
+    FIRST_PITCH_ID,
+    HOLD_ID,
+    NO_PITCH_CLASS,
+    REST_ID,
+    START,
+    Representation,
+    Undo,
+)
 
 MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2, 0)
 MINOR_STEPS = (0, 2, 3, 5, 7, 8, 10, 12, 10, 8, 7, 5, 3, 2, 0)
@@ -248,3 +257,22 @@ def test_every_music21_test_midi_with_notes_gets_a_continuation(library: ModelLi
         assert composition.melody.n_steps > composition.primer_steps
         continued += 1
     assert continued >= 10
+
+
+def test_pitch_classes_of_struck_and_held_ids_agree() -> None:
+    rep = Representation(low_pitch=50, high_pitch=80)
+    targets, inputs = rep.pitch_classes(inputs=False), rep.pitch_classes(inputs=True)
+    assert len(targets) == rep.vocab_size and len(inputs) == rep.input_vocab_size
+    pitch_ids = np.arange(FIRST_PITCH_ID, rep.vocab_size)
+    np.testing.assert_array_equal(targets[pitch_ids], (pitch_ids - FIRST_PITCH_ID + 50) % 12)
+    held = rep.input_ids(np.full(len(pitch_ids), HOLD_ID), pitch_ids)  # "this pitch goes on"
+    np.testing.assert_array_equal(inputs[held], targets[pitch_ids])
+    np.testing.assert_array_equal(inputs[pitch_ids], targets[pitch_ids])
+    assert set(targets[:FIRST_PITCH_ID]) == set(inputs[:FIRST_PITCH_ID]) == {NO_PITCH_CLASS}
+    assert targets[rep.event_ids(np.array([62]))[0]] == 2  # D
+
+
+@pytest.mark.parametrize(("metre", "half_beat"), [((4, 4), 2), ((3, 4), 2), ((2, 2), 4), ((4, 2), 4),
+                                                  ((6, 8), 2), ((9, 8), 2), ((3, 8), 1), ((9, 16), 1)])
+def test_half_beat_steps(metre: tuple[int, int], half_beat: int) -> None:
+    assert Melody((), metre).half_beat_steps == half_beat

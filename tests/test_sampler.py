@@ -161,10 +161,9 @@ def test_the_first_bar_is_never_silent(alpha: Mixture, temperature: float) -> No
         assert ((tokens[:, :16] >= FIRST_PITCH_ID).any(axis=1)).all()
 
 
-@pytest.mark.parametrize(("first_onset_by", "expected"), [(None, 15), (12, 12)])
-def test_a_late_start_is_a_pickup_of_at_least_first_onset_by(
-    alpha: Mixture, monkeypatch, first_onset_by: int | None, expected: int
-) -> None:
+@pytest.mark.parametrize(("first_onset_by", "expected"), [(None, 15), (12, 12), (0, 0), (500, 63)])
+def test_a_silent_start_gets_a_note_at_first_onset_by(alpha: Mixture, monkeypatch,
+                                                      first_onset_by: int | None, expected: int) -> None:
     step = alpha.step
 
     def hushed(*args):  # a model that would stay silent: a rest, then holding it
@@ -176,6 +175,26 @@ def test_a_late_start_is_a_pickup_of_at_least_first_onset_by(
     monkeypatch.setattr(alpha, "step", hushed)
     tokens = _sample(alpha, candidates=8, first_onset_by=first_onset_by).tokens
     assert ((tokens >= FIRST_PITCH_ID).argmax(axis=1) == expected).all()
+
+
+def test_a_note_struck_and_ended_is_no_silent_start(alpha: Mixture, monkeypatch) -> None:
+    step = alpha.step
+    calls = [0]
+
+    def strike_then_rest(*args):  # a note first, then silence: nothing is forced later
+        probs = step(*args)
+        probs[:] = 1e-6
+        if calls[0] == 0:  # the first draw (the START step's output)
+            probs[:, FIRST_PITCH_ID + 12] = 1.0
+        else:
+            probs[:, REST_ID] = probs[:, HOLD_ID] = 0.5
+        calls[0] += 1
+        return probs
+
+    monkeypatch.setattr(alpha, "step", strike_then_rest)
+    tokens = _sample(alpha, candidates=4, first_onset_by=12).tokens
+    assert (tokens[:, 0] == FIRST_PITCH_ID + 12).all()
+    assert (tokens[:, 1:] < FIRST_PITCH_ID).all()
 
 
 def test_low_temperature_with_masked_mass_draws_allowed_tokens(alpha: Mixture, monkeypatch) -> None:
