@@ -44,6 +44,7 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True,
 
 
 def _layer(model, name: str):
+    """The model's layer of that name, None if it has none."""
     try:
         return model.get_layer(name)
     except ValueError:
@@ -55,11 +56,7 @@ def export_weights(model, rep: Representation | None = None) -> dict[str, np.nda
     ``rep``: the shared terms are folded into the token embedding and the output kernel)."""
     out = {f"{name}_embedding": model.get_layer(f"{name}_embedding").get_weights()[0] for name in INPUTS}
     i = 0
-    while True:
-        try:
-            layer = model.get_layer(f"lstm{i}")
-        except ValueError:
-            break
+    while (layer := _layer(model, f"lstm{i}")) is not None:
         out[f"lstm{i}_kernel"], out[f"lstm{i}_recurrent"], out[f"lstm{i}_bias"] = layer.get_weights()
         i += 1
     out["dense_kernel"], out["dense_bias"] = model.get_layer("dense").get_weights()

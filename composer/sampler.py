@@ -318,7 +318,7 @@ def sample(
     pitches cut to their top-p nucleus (``_draw``). Only REST, HOLD and pitches are drawn, in canonical
     order (no HOLD first, no REST in silence); without a primer (else it is ignored) a note starts by
     step ``first_onset_by`` (default: the first bar's last step), so a late start is an anacrusis at most:
-    compose passes the bar's last half beat (in 4/4 an eighth, in 4/2 a quarter: no 16th pickups). From step
+    compose passes the bar's last half beat (in 4/4 an eighth, in 4/2 a quarter). From step
     ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured as
     onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
     """
