@@ -55,7 +55,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language ru - language of my replies: ru or en (/language auto)\n"
         "/accompaniment off - the melody alone; on (the default) - with chords and a bass line in the style, "
         "chord symbols on the score\n"
-        "/key D minor - the key (Bb major, F# minor...; /key auto: drawn from the style's music)\n"
+        "/key D minor - the key (Bb major, F# minor...; modes where a style has them, e.g. celtic's "
+        "A dorian, G mixolydian; /key auto: drawn from the style's music)\n"
         "/metre 6/8 - the metre, one the style knows: {metres} (/metre auto)\n"
         "/settings - show them all, /reset - back to defaults\n\n"
         "A command without a value shows the current value and what is allowed.\n"
@@ -73,7 +74,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "/language en - язык ответов: ru или en (/language auto)\n"
         "/accompaniment off - только мелодия; on (по умолчанию) - с аккордами и басом в стиле, "
         "аккорды над нотами\n"
-        "/key D minor - тональность (Bb major, F# minor, можно D минор; /key auto - как в музыке стиля)\n"
+        "/key D minor - тональность (Bb major, F# minor, можно D минор; лады, где они есть в стиле, например "
+        "в celtic A dorian, G mixolydian; /key auto - как в музыке стиля)\n"
         "/metre 6/8 - размер, из тех, что знает стиль: {metres} (/metre auto)\n"
         "/settings - показать все, /reset - вернуть по умолчанию\n\n"
         "Команда без значения показывает текущее значение и допустимые.\n"
@@ -230,14 +232,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "а не \"{value}\".",
     },
     "show_key": {
-        "en": "Key: {value} (a tonic and major or minor, e.g. D minor, Bb major, F#m; or auto). "
-        "Change it: /key D minor",
-        "ru": "Тональность: {value} (тоника и лад: D minor, Bb major, F#m, D минор; или auto). "
-        "Изменить: /key D minor",
+        "en": "Key: {value} (a tonic and major or minor, e.g. D minor, Bb major, F#m; in styles that have "
+        "them also dorian or mixolydian, e.g. A dorian; or auto). Change it: /key D minor",
+        "ru": "Тональность: {value} (тоника и лад: D minor, Bb major, F#m, D минор; в стилях, где они есть, "
+        "также dorian или mixolydian, например A dorian; или auto). Изменить: /key D minor",
     },
     "bad_key": {
-        "en": "I read keys like D minor, Bb major or F#m (letters A-G), not \"{value}\".",
-        "ru": "Тональность пишется так: D minor, Bb major, F#m или D минор (буквы A-G), а не \"{value}\".",
+        "en": "I read keys like D minor, Bb major, F#m or A dorian (letters A-G), not \"{value}\".",
+        "ru": "Тональность пишется так: D minor, Bb major, F#m, D минор или A dorian (буквы A-G), "
+        "а не \"{value}\".",
     },
     "show_metre": {
         "en": "Metre: {value} (or auto). Each style's metres: {metres}. Change it: /metre 3/4",
@@ -252,6 +255,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "or /metre auto.",
         "ru": "В стиле {style} нет пьес в размере {metre}: он знает {metres}. Смените его командой /metre "
         "или /metre auto.",
+    },
+    "unknown_mode": {
+        "en": "The {style} style has no pieces in the {mode} mode: it knows {modes}. Change the key with "
+        "/key, or /key auto.",
+        "ru": "В стиле {style} нет пьес в ладу {mode}: он знает {modes}. Смените тональность командой /key "
+        "или /key auto.",
     },
     "value_on": {"en": "on", "ru": "вкл"},
     "value_off": {"en": "off", "ru": "выкл"},

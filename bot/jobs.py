@@ -121,8 +121,8 @@ def refusal(lang: str, exc: Exception) -> str:
         return t(lang, key, limit=MAX_SEED_BYTES // 1024)
     if isinstance(exc, ComposerError) and exc.code == "bad_primer":
         return t(lang, "bad_primer")
-    if isinstance(exc, ComposerError) and exc.code == "unknown_metre" and exc.fields:
-        return t(lang, "unknown_metre", **exc.fields)
+    if isinstance(exc, ComposerError) and exc.code in ("unknown_metre", "unknown_mode") and exc.fields:
+        return t(lang, exc.code, **exc.fields)
     if isinstance(exc, Overloaded):
         return t(lang, "overloaded")
     if isinstance(exc, TimeoutError):

@@ -103,10 +103,10 @@ def parse_key(text: str) -> str:
     """A key the composer reads (``D minor``, ``f#m``, ``Bb``, ``ре минор`` spelt ``D минор``), in its
     spelling: ``"D minor"``."""
     try:
-        tonic, minor = composer_key(text)
+        tonic, mode = composer_key(text)
     except ComposerError:
         raise InvalidValue("bad_key", value=text) from None
-    return key_name(tonic, minor)
+    return key_name(tonic, mode)
 
 
 def parse_metre(text: str) -> str:

@@ -19,7 +19,8 @@ DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
 #: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
 RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads",
-                "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing")
+                "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing", "modes",
+                "register_bands")
 
 
 def _flag(name: str, value: object) -> str:
@@ -27,7 +28,18 @@ def _flag(name: str, value: object) -> str:
     flag = name.replace("_", "-")
     if isinstance(value, bool):
         return f"--{flag}" if value else f"--no-{flag}"
+    if isinstance(value, tuple):
+        return f"--{flag} {','.join(map(str, value))}"
     return f"--{flag} {value}"
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    from composer.keys import MODES
+
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    if modes[:2] != ("major", "minor") or not set(modes) <= set(MODES) or len(set(modes)) < len(modes):
+        raise argparse.ArgumentTypeError(f"major,minor and any of {', '.join(MODES[2:])}, not {text!r}")
+    return modes
 
 
 class UsageError(Exception):
@@ -87,7 +99,7 @@ def _styles(args: argparse.Namespace) -> int:
     for s in styles:
         metres = ", ".join(f"{n}/{d}" for n, d in s.metres)
         print(f"{s.name:<{width}}  {s.description} ({instrument_name(s.program)}, {s.tempo_bpm:g} bpm; "
-              f"metres {metres}; top-p {s.top_p:g})")
+              f"metres {metres}; modes {', '.join(s.representation.modes)}; top-p {s.top_p:g})")
     return 0
 
 
@@ -208,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train with octave-shared pitch-class terms (default: the recipe's)")
     train.add_argument("--max-bars-left", type=int,
                        help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")
+    train.add_argument("--modes", type=_modes,
+                       help="the control's modes, comma-separated: major,minor and any of mixolydian, dorian "
+                            "(default: the recipe's)")
+    train.add_argument("--register-bands", type=int,
+                       help="part the corpus into this many register bands, a control each (default: the "
+                            "recipe's)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="recompute every model's test NLL against the n-gram baseline")
@@ -238,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--tempo", type=float, help=f"beats per minute, {c.MIN_TEMPO:g}..{c.MAX_TEMPO:g} "
                                                      "(default: the primer's or the style's)")
     compose.add_argument("--instrument", help="General MIDI instrument name or program 0..127")
-    compose.add_argument("--key", help="'D minor', 'Bb major' (default: the primer's, else drawn from the "
-                                       "style's corpus)")
+    compose.add_argument("--key", help="'D minor', 'Bb major', 'A dorian' (a mode the style has, see "
+                                       "'styles'; default: the primer's, else drawn from the style's corpus)")
     compose.add_argument("--metre", help="one of the style's metres, e.g. 6/8 (see 'styles'; default: the "
                                          "primer's, else drawn from the style's corpus)")
     compose.add_argument("--candidates", type=int, default=8,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from composer.errors import ComposerError, StyleError
+from composer.errors import RequestError, StyleError
 from composer.instruments import instrument_name, program_for
 from composer.judge import allowed_still_bars, candidate_scores
-from composer.keys import estimate_keys, key_name
+from composer.keys import MODE_MINOR, estimate_keys, key_name, parse_key
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
@@ -26,12 +26,6 @@ MIN_TEMPO, MAX_TEMPO = 20.0, 400.0
 MIN_PRIMER_BARS, MAX_PRIMER_BARS = 1, 16
 MIN_CANDIDATES, MAX_CANDIDATES = 1, 16
 MAX_SEED = 2**32 - 1
-
-
-class RequestError(ComposerError):
-    """A control outside its bounds; ``code`` names it (``bad_temperature``, ``bad_bars``, ...)."""
-
-    code = "bad_request"
 
 
 def _check(name: str, value: object, low: float, high: float, integer: bool = False) -> None:
@@ -121,21 +115,6 @@ class Composition:
         return melody_to_midi(self.melody)
 
 
-_TONICS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-_KEY = re.compile(r"\s*([a-g])\s*([#b♯♭]?)\s*(major|minor|maj|min|m|dur|moll|мажор|минор)?\s*", re.IGNORECASE)
-
-
-def parse_key(text: str) -> tuple[int, bool]:
-    """``"D minor"``, ``"f#m"``, ``"Bb major"``, ``"Eb"`` (major) -> (tonic pitch class, minor)."""
-    match = _KEY.fullmatch(text or "")
-    if not match:
-        raise RequestError(f"not a key: {text!r} (say e.g. 'D minor' or 'Bb major')", "bad_key")
-    letter, accidental, mode = match.groups()
-    tonic = _TONICS[letter.lower()] + {"#": 1, "♯": 1, "b": -1, "♭": -1, "": 0}[accidental]
-    minor = (mode or "").lower() in ("minor", "min", "m", "moll", "минор")
-    return tonic % 12, minor
-
-
 def parse_metre(text: str) -> tuple[int, int]:
     """``"6/8"`` -> (6, 8)."""
     match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", text or "")
@@ -196,7 +175,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     if request.primer is not None:
         max_positions = min(m.model.config.max_positions for m in models.values())
         context = _primer_context(request.primer, request.primer_bars, max_positions)
-        moved, undo, minor = rep.normalise(context)
+        moved, undo, mode = rep.normalise(context)
+        minor, band = MODE_MINOR[mode], rep.band_of(moved)
         primer_ids = rep.event_ids(np.array(moved.events)).tolist()
         metre = context.time_signature
         tonic = (NORMAL_TONIC[minor] + undo.shift) % 12 if rep.key_policy == "normalise" else None
@@ -204,15 +184,22 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     else:
         primer_ids = []
         if request.key is not None:
-            tonic, minor = parse_key(request.key)
+            tonic, mode = parse_key(request.key)
+            if mode not in rep.modes:
+                known = ", ".join(rep.modes)
+                raise RequestError(f"{lead_name} knows the modes {known}, not {mode}", "unknown_mode",
+                                   style=lead_name, modes=known, mode=mode)
+            minor = MODE_MINOR[mode]
         else:
             drawn = _draw_index(rep.key_counts, seed, 1)
             tonic, minor = drawn % 12, drawn >= 12
+            mode = rep.modes[_draw_index(tuple(rep.mode_weights(minor)), seed, 3)]
+        band = _draw_index(rep.band_counts, seed, 4) if rep.bands > 1 else 0
         if request.metre is None:
             metre = lead.metres[_draw_index(rep.metre_counts, seed, 2)] if lead.metres else (4, 4)
         like = Melody((), metre, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
-    controls = [models[name].info.representation.control(metre, minor) for name in mix]
+    controls = [models[name].info.representation.control(metre, mode, band) for name in mix]
     model_key = (NORMAL_TONIC[minor], minor) if rep.key_policy == "normalise" else None
     samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
                      rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
@@ -222,7 +209,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest
     if request.primer is None:  # to its key the way that suits the sampled melody's register
-        undo = rep.shift_to_key(tonic, minor, in_model_key[best])
+        undo = rep.shift_to_key(tonic, minor, in_model_key[best], band if rep.bands > 1 else None)
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":
         # Keys as written: the model chose one; move it to the one asked for, if any.
@@ -231,6 +218,6 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             melody = rep.decode(primer_ids + samples.tokens[best].tolist(),
                                 Undo(int((tonic - found + 6) % 12 - 6)), like)
         else:
-            tonic = found
-    melody = melody.replace(key=key_name(int(tonic), bool(minor)))
+            tonic, mode = found, "minor" if minor else "major"
+    melody = melody.replace(key=key_name(int(tonic), mode))
     return Composition(melody, request, mix, seed, len(primer_ids), float(samples.log_likelihood[best]))

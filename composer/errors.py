@@ -26,6 +26,12 @@ class MidiError(ComposerError):
     code = "corrupt"
 
 
+class RequestError(ComposerError):
+    """A control outside its bounds; ``code`` names it (``bad_temperature``, ``bad_bars``, ...)."""
+
+    code = "bad_request"
+
+
 class StyleError(ComposerError):
     """An unknown style, or a malformed style mix."""
 

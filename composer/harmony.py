@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from composer.errors import ComposerError
+from composer.keys import MODE_MINOR, estimate_keys, parse_key
 from composer.melody import HOLD, REST, Melody, canonical
 
 QUALITIES = ("maj", "min", "dim", "7")
@@ -330,14 +331,11 @@ def soprano(record: dict, voice: int = 0) -> Melody:
 def melody_key(melody: Melody) -> tuple[int, bool]:
     """(tonic pitch class, minor) from ``melody.key``, else estimated from its pitches."""
     if melody.key:
-        from composer.compose import parse_key
-
         try:
-            return parse_key(melody.key)
+            tonic, mode = parse_key(melody.key)
+            return tonic, MODE_MINOR[mode]
         except ComposerError:
             pass
-    from composer.keys import estimate_keys
-
     tonic, minor = estimate_keys(np.asarray(melody.events)[None, :])
     return int(tonic[0]), bool(minor[0])
 

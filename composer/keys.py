@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from composer.errors import RequestError
 from composer.melody import HOLD
 
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -40,6 +43,24 @@ def estimate_keys(events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best % 12, best >= 12
 
 
+#: The modes a model can be asked for; ``MODE_MINOR[mode]``: the major/minor key the Krumhansl-Kessler
+#: estimate finds a tune in that mode as (a D dorian tune is found in D minor, G mixolydian in G major).
+MODES = ("major", "minor", "mixolydian", "dorian")
+MODE_MINOR = {"major": False, "minor": True, "mixolydian": False, "dorian": True}
+
+
+def estimate_mode(events: np.ndarray) -> tuple[int, str]:
+    """The tonic and mode of ``events (T,)``: the Krumhansl-Kessler key, called mixolydian where a major
+    tune sounds its flattened seventh longer than its leading note, dorian where a minor tune sounds its
+    major sixth longer than its minor sixth (how fiddle tunes in "Gmix" and "Ador" read)."""
+    events = np.asarray(events)[None, :]
+    (tonic,), (minor,) = estimate_keys(events)
+    shares = np.roll(pitch_class_durations(events)[0], -int(tonic))
+    if minor:
+        return int(tonic), "dorian" if shares[9] > shares[8] else "minor"
+    return int(tonic), "mixolydian" if shares[10] > shares[11] else "major"
+
+
 def normalising_shift(events: np.ndarray) -> int:
     """Semitones (-6..+5) that move the estimated key of ``events (T,)`` to C major or A minor."""
     (tonic,), (minor,) = estimate_keys(np.asarray(events)[None, :])
@@ -47,11 +68,50 @@ def normalising_shift(events: np.ndarray) -> int:
     return int((6 - relative_major) % 12 - 6)
 
 
-def key_name(tonic: int, minor: bool) -> str:
-    """``"G major"``, ``"Bb minor"``: the spelling pretty_midi's key signatures read."""
-    return f"{_NAMES[int(tonic) % 12]} {'minor' if minor else 'major'}"
+def key_name(tonic: int, mode: str | bool) -> str:
+    """``"G major"``, ``"Bb minor"`` (the spelling pretty_midi's key signatures read), ``"A dorian"``;
+    ``mode`` is one of ``MODES`` or whether the key is minor."""
+    if isinstance(mode, bool | np.bool_):
+        mode = "minor" if mode else "major"
+    return f"{_NAMES[int(tonic) % 12]} {mode}"
+
+
+#: Semitones from a mode's tonic to the tonic of the major key with its signature (A dorian: G major).
+_SIGNATURE_MAJOR = {"major": 0, "minor": 3, "mixolydian": 5, "dorian": 10}
+
+
+def signature_key(tonic: int, mode: str) -> str:
+    """The major or minor key whose signature a key in ``mode`` is written with (G mixolydian: C major,
+    A dorian: G major): MIDI key signatures know only major and minor."""
+    if mode in ("major", "minor"):
+        return key_name(tonic, mode)
+    return key_name(int(tonic) + _SIGNATURE_MAJOR[mode], "major")
 
 
 def stable_degrees(tonic: int, minor: bool) -> tuple[int, int, int]:
     """Pitch classes of the tonic, third and fifth: where a melody can come to rest."""
     return tonic % 12, (tonic + (3 if minor else 4)) % 12, (tonic + 7) % 12
+
+
+_TONICS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+#: How a mode may be written after the tonic (``composer.keys.MODES``; none: major).
+_MODE_WORDS = {
+    "major": ("major", "maj", "dur", "мажор"),
+    "minor": ("minor", "min", "m", "moll", "минор"),
+    "mixolydian": ("mixolydian", "mix", "миксолидийский", "миксолидийский лад"),
+    "dorian": ("dorian", "dor", "дорийский", "дорийский лад"),
+}
+_MODE_OF_WORD = {word: mode for mode, words in _MODE_WORDS.items() for word in words}
+_KEY = re.compile(r"\s*([a-g])\s*([#b♯♭]?)\s*(.*?)\s*", re.IGNORECASE)
+
+
+def parse_key(text: str) -> tuple[int, str]:
+    """``"D minor"``, ``"f#m"``, ``"Bb major"``, ``"Eb"`` (major), ``"A dorian"``, ``"G mix"`` -> (tonic
+    pitch class, mode); a mode is one of ``composer.keys.MODES``."""
+    match = _KEY.fullmatch(text or "")
+    mode = _MODE_OF_WORD.get(" ".join(match[3].lower().split()) or "major") if match else None
+    if not match or mode is None:
+        raise RequestError(f"not a key: {text!r} (say e.g. 'D minor', 'Bb major' or 'A dorian')", "bad_key")
+    letter, accidental = match[1], match[2]
+    tonic = _TONICS[letter.lower()] + {"#": 1, "♯": 1, "b": -1, "♭": -1, "": 0}[accidental]
+    return tonic % 12, mode

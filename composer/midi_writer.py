@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import pretty_midi
 
+from composer.errors import RequestError
+from composer.keys import parse_key, signature_key
 from composer.melody import Melody
 
 if TYPE_CHECKING:
@@ -29,10 +31,9 @@ def melody_to_pretty_midi(melody: Melody, accompaniment: Sequence[Track] = ()) -
         pm.time_signature_changes.append(pretty_midi.TimeSignature(*pickup_signature(pickup), 0.0))
     pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, pickup * step))
     if melody.key:
-        with contextlib.suppress(ValueError):
-            pm.key_signature_changes.append(
-                pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(melody.key), 0.0)
-            )
+        with contextlib.suppress(ValueError, RequestError):
+            signature = pretty_midi.key_name_to_key_number(signature_key(*parse_key(melody.key)))
+            pm.key_signature_changes.append(pretty_midi.KeySignature(signature, 0.0))
     instrument = pretty_midi.Instrument(program=melody.program, name="Melody")
     for pitch, start, end in melody.notes():
         instrument.notes.append(pretty_midi.Note(VELOCITY, pitch, (start - skip) * step, (end - skip) * step))

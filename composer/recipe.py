@@ -37,3 +37,9 @@ class Recipe:
     #: seen the middles of tunes: 2% of its pieces opened with a pickup against 74% of real tunes. (Folk
     #: at 8 opened 88% of its pieces with a pickup against 71% of real tunes, and wrote busier bars.)
     max_bars_left: int = 16
+    #: The control's modes (``composer.keys.MODES``): beyond major and minor, mixolydian and dorian for
+    #: a corpus that has tunes in them.
+    modes: tuple[str, ...] = ("major", "minor")
+    #: Register bands of the control: the corpus parted by mean pitch into this many bands of as many
+    #: pieces each (1: none).
+    register_bands: int = 1

@@ -21,17 +21,19 @@ Inputs at step ``t`` (predicting the token of step ``t``):
 - the position of step ``t`` in its bar;
 - how many whole bars are left after the bar of step ``t`` (``max_bars_left`` meaning "that many or
   more"), so a piece can phrase towards its end and close with a cadence in its last bar;
-- the control: metre and mode.
+- the control: metre, mode and register band. Modes are major and minor unless the style's recipe asks
+  for more (``keys.MODES``: mixolydian and dorian for fiddle tunes); a style's recipe can also split its
+  corpus into register bands by mean pitch (Palestrina's sopranos to basses), each its own control.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from composer.keys import estimate_keys, sounding_pitches
+from composer.keys import MODE_MINOR, MODES, estimate_keys, estimate_mode, sounding_pitches
 from composer.melody import HOLD, REST, Melody, canonical
 
 PAD, START, END, REST_ID, HOLD_ID = 0, 1, 2, 3, 4
@@ -72,8 +74,7 @@ class Representation:
     max_positions: int = 32
     max_bars_left: int = 16
     key_policy: str = "normalise"
-    #: Metres the corpus holds often enough to be asked for; control ids ``2 * (index + 1) + minor``,
-    #: ids 0 and 1 are "another metre".
+    #: Metres the corpus holds often enough to be asked for (``control``: index 0 is "another metre").
     metres: tuple[tuple[int, int], ...] = ((4, 4),)
     #: How many corpus pieces are in each metre of ``metres`` (the default is drawn from these).
     metre_counts: tuple[int, ...] = (1,)
@@ -88,6 +89,18 @@ class Representation:
     #: 95% of their 16-bar windows, in bars. Best-of-N lets a melody be still this long (at least
     #: ``judge.MAX_STILL_BARS``): Palestrina's voices rest for bars between phrases, fiddle tunes never.
     still_bars: float | None = None
+    #: The modes of the control (``keys.MODES``, major and minor first); a melody in a mode left out
+    #: counts as major or minor (``keys.MODE_MINOR``).
+    modes: tuple[str, ...] = ("major", "minor")
+    #: Corpus pieces in each of ``modes`` (empty in configs made before modes beyond major and minor).
+    mode_counts: tuple[int, ...] = ()
+    #: Mean pitches (MIDI, as the model sees the melody) that part the register bands of the control;
+    #: none: one band.
+    register_edges: tuple[float, ...] = ()
+    #: Corpus pieces in each register band, and the mean of their mean pitches as written (where a
+    #: melody sampled in a band is moved to its key); empty with one band.
+    band_counts: tuple[int, ...] = ()
+    band_registers: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.key_policy not in KEY_POLICIES:
@@ -96,6 +109,13 @@ class Representation:
             raise ValueError(f"fold policy must be one of {FOLD_POLICIES}, not {self.fold_policy!r}")
         if len(self.metres) != len(self.metre_counts) or len(self.key_counts) != 24:
             raise ValueError("one count per metre, 24 key counts")
+        if self.modes[:2] != ("major", "minor") or not set(self.modes) <= set(MODES):
+            raise ValueError(f"modes must be major, minor and more of {MODES}, not {self.modes}")
+        if len(self.mode_counts) not in (0, len(self.modes)):
+            raise ValueError("one count per mode")
+        bands = len(self.register_edges) + 1
+        if bands > 1 and (len(self.band_counts) != bands or len(self.band_registers) != bands):
+            raise ValueError("one count and one register per register band")
 
     # --- vocabulary -------------------------------------------------------------------------------
 
@@ -123,16 +143,43 @@ class Representation:
         return np.where(ids >= FIRST_PITCH_ID, pitch % 12, NO_PITCH_CLASS)
 
     @property
+    def bands(self) -> int:
+        return len(self.register_edges) + 1
+
+    @property
     def controls(self) -> int:
-        return 2 * (len(self.metres) + 1)
+        return (len(self.metres) + 1) * len(self.modes) * self.bands
 
-    # --- keys and metres --------------------------------------------------------------------------
+    # --- keys, modes, metres and registers --------------------------------------------------------
 
-    def control(self, time_signature: tuple[int, int], minor: bool) -> int:
-        """The control id of a metre and mode (a metre the corpus lacks is "another metre")."""
+    def control(self, time_signature: tuple[int, int], mode: str, band: int = 0) -> int:
+        """The control id of a metre, mode and register band: a metre the corpus lacks is "another
+        metre", a mode it lacks is major or minor, a band past the last is the last."""
         ts = tuple(time_signature)
         index = self.metres.index(ts) + 1 if ts in self.metres else 0
-        return 2 * index + int(bool(minor))
+        band = min(max(band, 0), self.bands - 1)
+        return (index * len(self.modes) + self.mode_index(mode)) * self.bands + band
+
+    def mode_index(self, mode: str) -> int:
+        return self.modes.index(mode) if mode in self.modes else int(MODE_MINOR[mode])
+
+    def mode_of(self, melody: Melody) -> str:
+        """The melody's mode (``keys.estimate_mode``) if the representation has it, else major or minor."""
+        _, mode = estimate_mode(np.array(melody.events))
+        return self.modes[self.mode_index(mode)]
+
+    def band_of(self, moved: Melody) -> int:
+        """The register band of a melody as the model sees it (``normalise``d): by its mean pitch."""
+        pitches = moved.pitches()
+        return int(np.searchsorted(self.register_edges, np.mean(pitches), "right")) if pitches else 0
+
+    def mode_weights(self, minor: bool) -> np.ndarray:
+        """How often each of ``modes`` is drawn given major or minor: the corpus's counts of the modes
+        of that family (the plain major or minor alone in configs without mode counts)."""
+        family = np.array([MODE_MINOR[m] == bool(minor) for m in self.modes], float)
+        plain = np.eye(len(self.modes))[int(minor)]
+        weights = family * (np.array(self.mode_counts, float) if self.mode_counts else plain)
+        return weights if weights.sum() > 0 else plain
 
     def fold(self, melody: Melody) -> Melody:
         """The melody moved by whole octaves into the range: as little as it takes under the ``keep``
@@ -164,16 +211,17 @@ class Representation:
         fits = self.low_pitch <= lowest + shift and highest + shift <= self.high_pitch
         return shift if fits else centre
 
-    def normalise(self, melody: Melody) -> tuple[Melody, Undo, bool]:
+    def normalise(self, melody: Melody) -> tuple[Melody, Undo, str]:
         """The melody as the model sees it (in C major / A minor under the ``normalise`` policy, folded
-        into range), how to undo that, and whether it is in minor."""
-        (tonic,), (minor,) = estimate_keys(np.array([melody.events]))
-        shift = self._key_shift(int(tonic), bool(minor)) if self.key_policy == "normalise" else 0
+        into range), how to undo that, and its mode (one of ``modes``)."""
+        tonic, found = estimate_mode(np.array(melody.events))
+        mode = self.modes[self.mode_index(found)]
+        shift = self._key_shift(tonic, MODE_MINOR[found]) if self.key_policy == "normalise" else 0
         moved = self.fold(melody.transposed(shift)) if shift else self.fold(melody)
         first = melody.pitches()
         total = (moved.pitches()[0] - first[0]) if first else shift
         # The octave part of the move is undone too, so a primer's continuation sits where it did.
-        return moved, Undo(-total), bool(minor)
+        return moved, Undo(-total), mode
 
     @staticmethod
     def _key_shift(tonic: int, minor: bool) -> int:
@@ -181,10 +229,11 @@ class Representation:
         by half an octave at most."""
         return int((NORMAL_TONIC[bool(minor)] - tonic + 6) % 12 - 6)
 
-    def shift_to_key(self, tonic: int, minor: bool, melody: Melody | None = None) -> Undo:
+    def shift_to_key(self, tonic: int, minor: bool, melody: Melody | None = None,
+                     band: int | None = None) -> Undo:
         """How to move ``melody``, sampled in C major / A minor, to ``tonic`` (pitch class) and mode: up
-        or down, whichever lands it nearer the corpus's register (without a melody or a register, the
-        inverse of ``normalise``'s move, half an octave at most).
+        or down, whichever lands it nearer the corpus's register, or register ``band``'s (without a melody
+        or a register, the inverse of ``normalise``'s move, half an octave at most).
 
         The key move to C major / A minor spreads a style's register: ``normalise`` folds a tune that
         its move pushed out of range back by an octave, so a G major fiddle tune on D4..A5 is learned on
@@ -194,11 +243,12 @@ class Representation:
             return Undo(0)
         shift = -self._key_shift(tonic, minor)  # the inverse of ``normalise``'s move
         pitches = melody.pitches() if melody is not None else []
-        if not shift or not pitches or self.register is None:
+        register = self.band_registers[band] if band is not None and self.band_registers else self.register
+        if not shift or not pitches or register is None:
             return Undo(shift)
         other = shift - 12 if shift > 0 else shift + 12
         mean = float(np.mean(pitches))
-        return Undo(min((shift, other), key=lambda way: abs(mean + way - self.register)))
+        return Undo(min((shift, other), key=lambda way: abs(mean + way - register)))
 
     # --- tokens -----------------------------------------------------------------------------------
 
@@ -244,9 +294,10 @@ class Representation:
 
     def encode(self, melody: Melody) -> tuple[np.ndarray, Undo, int]:
         """Target ids of the melody's events as the model sees them, how to undo the key move, and the
-        control id (metre and mode)."""
-        moved, undo, minor = self.normalise(melody)
-        return self.event_ids(np.array(moved.events)), undo, self.control(melody.time_signature, minor)
+        control id (metre, mode and register band)."""
+        moved, undo, mode = self.normalise(melody)
+        control = self.control(melody.time_signature, mode, self.band_of(moved))
+        return self.event_ids(np.array(moved.events)), undo, control
 
     def decode(self, ids: np.ndarray | list[int], undo: Undo, like: Melody) -> Melody:
         """The melody of target ids (PAD, START and END dropped) in its own key, with metre, tempo and
@@ -269,8 +320,8 @@ class Representation:
         against 5.1 and 0.35 in real middles and 4.4 and 0.48 in real openings)."""
         if melody.steps_per_bar > self.max_positions:
             return []
-        moved, _, minor = self.normalise(melody)
-        control = self.control(melody.time_signature, minor)
+        moved, _, mode = self.normalise(melody)
+        control = self.control(melody.time_signature, mode, self.band_of(moved))
         spb = melody.steps_per_bar
         total_bars = -(-moved.n_steps // spb)
         bars_per_chunk = max(1, max_steps // spb)
@@ -296,6 +347,8 @@ class Representation:
     def to_config(self) -> dict:
         data = asdict(self)
         data["metres"] = [list(m) for m in self.metres]
+        for name in ("modes", "mode_counts", "register_edges", "band_counts", "band_registers"):
+            data[name] = list(data[name])
         return data
 
     @classmethod
@@ -310,13 +363,21 @@ class Representation:
             fold_policy=str(data.get("fold_policy", "centre")),  # configs before it centred every melody
             register=float(data["register"]) if data.get("register") is not None else None,
             still_bars=float(data["still_bars"]) if data.get("still_bars") is not None else None,
+            # Configs made before modes and register bands have major and minor and one band.
+            modes=tuple(str(m) for m in data.get("modes", ("major", "minor"))),
+            mode_counts=tuple(int(c) for c in data.get("mode_counts", ())),
+            register_edges=tuple(float(e) for e in data.get("register_edges", ())),
+            band_counts=tuple(int(c) for c in data.get("band_counts", ())),
+            band_registers=tuple(float(r) for r in data.get("band_registers", ())),
         )
 
     @classmethod
     def for_corpus(cls, melodies: list[Melody], key_policy: str = "normalise", min_share: float = 0.03,
-                   max_metres: int = 6, max_bars_left: int = 16) -> Representation:
+                   max_metres: int = 6, max_bars_left: int = 16, modes: tuple[str, ...] = ("major", "minor"),
+                   register_bands: int = 1) -> Representation:
         """The representation of a corpus: its metres (those of at least ``min_share`` of the pieces, at
-        most ``max_metres``, each fitting the positions), its keys and its register."""
+        most ``max_metres``, each fitting the positions), its keys, modes (of ``modes``) and register,
+        and ``register_bands`` bands of as many pieces each by mean pitch."""
         counts: dict[tuple[int, int], int] = {}
         for m in melodies:
             counts[m.time_signature] = counts.get(m.time_signature, 0) + 1
@@ -327,9 +388,22 @@ class Representation:
         common = common[::-1][:max_metres]
         tonics, minors = estimate_keys_of(melodies)
         keys = np.bincount(tonics + 12 * minors, minlength=24)
-        return cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
-                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
-                   register=corpus_register(melodies), still_bars=corpus_still_bars(melodies))
+        rep = cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
+                  metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
+                  register=corpus_register(melodies), still_bars=corpus_still_bars(melodies), modes=modes)
+        found = [rep.mode_index(rep.mode_of(m)) for m in melodies]
+        rep = replace(rep, mode_counts=tuple(int(c) for c in np.bincount(found, minlength=len(modes))))
+        if register_bands <= 1:
+            return rep
+        sounding = [m for m in melodies if m.pitches()]
+        means = np.array([np.mean(rep.normalise(m)[0].pitches()) for m in sounding])
+        edges = np.quantile(means, np.arange(1, register_bands) / register_bands).round(2)
+        bands = np.searchsorted(edges, means, "right")
+        written = np.array([np.mean(m.pitches()) for m in sounding])
+        return replace(rep, register_edges=tuple(float(e) for e in edges),
+                       band_counts=tuple(int((bands == b).sum()) for b in range(register_bands)),
+                       band_registers=tuple(round(float(written[bands == b].mean()), 2)
+                                            for b in range(register_bands)))
 
 
 def corpus_register(melodies: list[Melody]) -> float | None:

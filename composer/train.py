@@ -33,12 +33,15 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     keras.utils.set_random_seed(options.seed)
     from composer.keras_model import build_keras_model, export_weights
 
-    rep = Representation.for_corpus(melodies, options.key_policy, max_bars_left=options.max_bars_left)
+    rep = Representation.for_corpus(melodies, options.key_policy, max_bars_left=options.max_bars_left,
+                                    modes=options.modes, register_bands=options.register_bands)
     data = prepare(melodies, options.target_tokens, options.seed, rep)
     split, rep = data.split, data.rep
     log(f"{style}: {len(split.train)}/{len(split.validation)}/{len(split.test)} pieces train/val/test; "
         f"keys {rep.key_policy}; metres {', '.join(f'{n}/{d}' for n, d in rep.metres)} -> "
-        f"{sum(m.n_steps + 1 for m in data.augmented)} steps an epoch")
+        f"{sum(m.n_steps + 1 for m in data.augmented)} steps an epoch; modes "
+        f"{', '.join(f'{m} {c}' for m, c in zip(rep.modes, rep.mode_counts, strict=True))}"
+        + (f"; register bands at {rep.register_edges} ({rep.band_counts} pieces)" if rep.bands > 1 else ""))
 
     config = ModelConfig.for_representation(rep, units=options.units, layers=options.layers,
                                             dropout=options.dropout,
@@ -110,7 +113,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
     training = {
         "architecture": f"embeddings {config.token_embedding} (previous token, holds carrying their pitch) "
                         f"+ {config.position_embedding} (bar position) + {config.bars_left_embedding} (bars "
-                        f"left) + {config.control_embedding} (metre and mode), {config.layers} x "
+                        f"left) + {config.control_embedding} (metre, mode"
+                        f"{' and register band' if rep.bands > 1 else ''}), {config.layers} x "
                         f"LSTM({config.units}), dropout {config.dropout}, dense"
                         + (", pitch-class terms shared by every octave in the token embedding and the output "
                            "layer (trained, then folded into the exported weights)"

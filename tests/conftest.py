@@ -31,10 +31,9 @@ UNTRAINED_STYLES = {
 }
 
 
-@pytest.fixture(scope="session")
-def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Test fixture, NOT a shipped model: tiny Keras models with random weights, exported as training
-    exports them, so the sampler's tests need no trained model."""
+def write_untrained_model(folder: Path, spec: dict, **representation: object) -> Path:
+    """Test fixture, NOT a shipped model: a tiny Keras model of ``spec``'s shape with random weights,
+    exported as training exports it, under ``folder`` (named as the style)."""
     import json
     from dataclasses import asdict
 
@@ -44,25 +43,34 @@ def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from composer.lstm import ModelConfig
     from composer.representation import Representation
 
+    metres = tuple(tuple(m) for m in spec["metres"])
+    rep = Representation(metres=metres, metre_counts=tuple(range(len(metres), 0, -1)),
+                         key_counts=(3, 0, 1, 0, 0, 2, 0, 1, 0, 0, 0, 0) + (0,) * 9 + (2, 0, 0),
+                         **representation)  # type: ignore[arg-type]
+    config = ModelConfig.for_representation(rep, token_embedding=8, position_embedding=4,
+                                            bars_left_embedding=4, control_embedding=4,
+                                            units=spec["units"], layers=spec["layers"])
+    weights = export_weights(build_keras_model(config))
+    rng = np.random.default_rng(spec["seed"])
+    # Keras' initial weights give near-uniform outputs; random ones make sharper, testable ones.
+    weights = {k: rng.normal(0.0, 0.4, v.shape).astype(np.float32) for k, v in weights.items()}
+    weights["dense_kernel"] *= 5.0
+    folder.mkdir(parents=True)
+    np.savez(folder / "weights.npz", **weights)
+    meta = {"style": folder.name, "description": f"untrained test fixture {folder.name}",
+            "program": spec["program"], "tempo_bpm": 110, "model": asdict(config),
+            "representation": rep.to_config()}
+    if "top_p" in spec:
+        meta["top_p"] = spec["top_p"]
+    (folder / "config.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def untrained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained test-fixture models (``write_untrained_model``), so the sampler's tests need no trained
+    model."""
     root = tmp_path_factory.mktemp("untrained_models")
     for name, spec in UNTRAINED_STYLES.items():
-        metres = tuple(tuple(m) for m in spec["metres"])
-        rep = Representation(metres=metres, metre_counts=tuple(range(len(metres), 0, -1)),
-                             key_counts=(3, 0, 1, 0, 0, 2, 0, 1, 0, 0, 0, 0) + (0,) * 9 + (2, 0, 0))
-        config = ModelConfig.for_representation(rep, token_embedding=8, position_embedding=4,
-                                                bars_left_embedding=4, control_embedding=4,
-                                                units=spec["units"], layers=spec["layers"])
-        weights = export_weights(build_keras_model(config))
-        rng = np.random.default_rng(spec["seed"])
-        # Keras' initial weights give near-uniform outputs; random ones make sharper, testable ones.
-        weights = {k: rng.normal(0.0, 0.4, v.shape).astype(np.float32) for k, v in weights.items()}
-        weights["dense_kernel"] *= 5.0
-        folder = root / name
-        folder.mkdir()
-        np.savez(folder / "weights.npz", **weights)
-        meta = {"style": name, "description": f"untrained test fixture {name}", "program": spec["program"],
-                "tempo_bpm": 110, "model": asdict(config), "representation": rep.to_config()}
-        if "top_p" in spec:
-            meta["top_p"] = spec["top_p"]
-        (folder / "config.json").write_text(json.dumps(meta))
+        write_untrained_model(root / name, spec)
     return root

@@ -63,6 +63,9 @@ def test_key_and_metre_are_remembered_and_played(bot: BotProcess, telegram: Fake
     (refusal,) = [r.text for r in telegram.ask(who, "/compose", 1, 60)]
     assert "5/4" in refusal and "3/4" in refusal and "/metre" in refusal
     assert telegram.say(who, "/metre auto").startswith("Saved: metre =")
+    assert telegram.say(who, "/key a dor") == "Saved: key = A dorian."  # classical has no dorian
+    (refusal,) = [r.text for r in telegram.ask(who, "/compose", 1, 60)]
+    assert "dorian" in refusal and "major, minor" in refusal and "/key" in refusal
 
     russian = FakeUser(7102, "Иван", "ru")
     assert telegram.say(russian, "/key D минор") == "Сохранено: тональность = D minor."

@@ -282,6 +282,9 @@ def test_refusals_for_the_other_failures() -> None:
     assert refusal("ru", Overloaded()) == TEXTS["overloaded"]["ru"]
     assert refusal("en", TimeoutError()) == TEXTS["timeout"]["en"]
     assert refusal("en", RequestError("x", "bad_seed")) == TEXTS["error"]["en"]
+    mode = RequestError("x", "unknown_mode", style="folk", modes="major, minor", mode="dorian")
+    assert refusal("ru", mode) == TEXTS["unknown_mode"]["ru"].format(style="folk", modes="major, minor",
+                                                                     mode="dorian")
 
 
 async def test_workers_make_pieces_and_turn_away_what_they_cannot_take(models_dir: Path) -> None:

@@ -17,7 +17,8 @@ def test_styles_lists_each_style_with_a_line(untrained_models_dir: Path,
     assert main(["--models", str(untrained_models_dir), "styles"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["alpha", "beta", "gamma"]
-    assert "untrained test fixture beta (Flute, 110 bpm; metres 3/4, 4/4; top-p 0.95)" in lines[1]
+    assert "untrained test fixture beta (Flute, 110 bpm; metres 3/4, 4/4; modes major, minor; top-p 0.95)" \
+        in lines[1]
     assert lines[2].endswith("; top-p 0.3)")
 
 

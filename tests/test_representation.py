@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
+from conftest import UNTRAINED_STYLES, write_untrained_model
 
 from composer.compose import ComposeRequest, RequestError, compose, parse_key, parse_metre
 from composer.dataset import split_pieces, tune_signature
 from composer.extract import melody_from_midi
-from composer.keys import estimate_keys
+from composer.keys import MODES, estimate_keys, estimate_mode
 from composer.melody import HOLD, REST, Melody
 from composer.midi_writer import melody_to_pretty_midi, pickup_signature
 from composer.model_store import ModelLibrary
@@ -47,13 +49,13 @@ def library(untrained_models_dir: Path) -> ModelLibrary:
 ])
 def test_normalise_moves_to_c_major_or_a_minor_and_undo_moves_back(tonic, steps, home) -> None:
     melody = _scale(tonic, steps)
-    moved, undo, minor = REP.normalise(melody)
+    moved, undo, mode = REP.normalise(melody)
     (found,), _ = estimate_keys(np.array([moved.events]))
-    assert found == home and minor == (home == 9)
+    assert found == home and mode == ("minor" if home == 9 else "major")
     assert moved.transposed(undo.shift) == melody
     ids, undo2, control = REP.encode(melody)
     assert REP.decode(ids, undo2, melody) == melody
-    assert control == REP.control((4, 4), minor)
+    assert control == REP.control((4, 4), mode)
 
 
 def test_a_sampled_melody_goes_to_its_key_the_way_nearest_the_corpus_register() -> None:
@@ -141,7 +143,9 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
     rep = Representation.for_corpus(corpus)
     assert rep.metres == ((4, 4), (3, 4)) and rep.metre_counts == (30, 10)
     assert rep.key_counts[0] == 30 and rep.key_counts[2] == 10 and rep.key_counts[12 + 9] == 1
-    assert rep.control((5, 4), True) == 1 and rep.control((3, 4), False) == 4
+    assert rep.control((5, 4), "minor") == 1 and rep.control((3, 4), "major") == 4
+    assert rep.control((3, 4), "dorian") == 5  # a mode the corpus was not parted by: its family
+    assert rep.modes == ("major", "minor") and rep.mode_counts == (40, 1) and rep.bands == 1
     means = [np.mean(m.pitches()) for m in corpus]
     assert rep.register == pytest.approx(np.mean(means), abs=0.01)
     assert Representation.from_config(rep.to_config()) == rep
@@ -154,14 +158,15 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
 
 
 @pytest.mark.parametrize(("text", "key"), [
-    ("D minor", (2, True)), ("f#m", (6, True)), ("Bb major", (10, False)), ("Eb", (3, False)),
-    ("c# MINOR", (1, True)), ("D минор", (2, True)),
+    ("D minor", (2, "minor")), ("f#m", (6, "minor")), ("Bb major", (10, "major")), ("Eb", (3, "major")),
+    ("c# MINOR", (1, "minor")), ("D минор", (2, "minor")), ("A dorian", (9, "dorian")),
+    ("g Mix", (7, "mixolydian")), ("E дорийский  лад", (4, "dorian")),
 ])
-def test_parse_key(text: str, key: tuple[int, bool]) -> None:
+def test_parse_key(text: str, key: tuple[int, str]) -> None:
     assert parse_key(text) == key
 
 
-@pytest.mark.parametrize("text", ["H", "D dorian", "", "minor", "12"])
+@pytest.mark.parametrize("text", ["H", "D lydian", "", "minor", "12", "C#x"])
 def test_parse_key_refuses(text: str) -> None:
     with pytest.raises(RequestError) as caught:
         parse_key(text)
@@ -276,3 +281,70 @@ def test_pitch_classes_of_struck_and_held_ids_agree() -> None:
                                                   ((6, 8), 2), ((9, 8), 2), ((3, 8), 1), ((9, 16), 1)])
 def test_half_beat_steps(metre: tuple[int, int], half_beat: int) -> None:
     assert Melody((), metre).half_beat_steps == half_beat
+
+
+# --- modes and register bands ---------------------------------------------------------------------
+
+#: Tunes that dwell on their tonic triad and sound the flattened seventh (mixolydian) or the major
+#: sixth of a minor key (dorian); their scales alone are those of C major.
+MIXOLYDIAN_STEPS = (0, 4, 7, 0, 10, 7, 0, 4, 0, 2, 0)
+DORIAN_STEPS = (0, 3, 7, 0, 9, 7, 0, 3, 0, 2, 0)
+
+
+def test_modes_are_found_counted_and_each_its_own_control() -> None:
+    assert estimate_mode(np.array(_scale(67, MIXOLYDIAN_STEPS).events)) == (7, "mixolydian")
+    assert estimate_mode(np.array(_scale(69, DORIAN_STEPS).events)) == (9, "dorian")
+    assert estimate_mode(np.array(_scale(62).events)) == (2, "major")
+    corpus = ([_scale(60)] * 6 + [_scale(67, MIXOLYDIAN_STEPS)] * 3 + [_scale(62, DORIAN_STEPS)] * 2
+              + [_scale(69, MINOR_STEPS)])
+    rep = Representation.for_corpus(corpus, modes=MODES)
+    assert rep.mode_counts == (6, 1, 3, 2) and rep.controls == 2 * 4
+    assert len({rep.control((4, 4), mode) for mode in MODES}) == 4
+    assert rep.encode(_scale(67, MIXOLYDIAN_STEPS))[2] == rep.control((4, 4), "mixolydian")
+    plain = Representation.for_corpus(corpus)  # major and minor only: a mixolydian tune is major
+    assert plain.encode(_scale(67, MIXOLYDIAN_STEPS))[2] == plain.control((4, 4), "major")
+    # Drawn within the family a key was drawn in, as often as the corpus has each mode.
+    assert rep.mode_weights(False).tolist() == [6, 0, 3, 0]
+    assert rep.mode_weights(True).tolist() == [0, 1, 0, 2]
+    assert Representation().mode_weights(True).tolist() == [0, 1]  # configs without mode counts
+    assert Representation.from_config(rep.to_config()) == rep
+    with pytest.raises(ValueError):
+        Representation(modes=("major", "dorian"))
+
+
+def test_register_bands_part_the_corpus_and_place_a_melody_by_its_band() -> None:
+    corpus = [_scale(48)] * 4 + [_scale(60)] * 4 + [_scale(72)] * 4
+    rep = Representation.for_corpus(corpus, register_bands=3)
+    assert rep.bands == 3 and rep.band_counts == (4, 4, 4) and rep.controls == 2 * 2 * 3
+    assert rep.band_registers == pytest.approx([np.mean(_scale(t).pitches()) for t in (48, 60, 72)], abs=0.01)
+    assert [rep.band_of(rep.normalise(m)[0]) for m in (_scale(48), _scale(60), _scale(72))] == [0, 1, 2]
+    assert len({rep.control((4, 4), "major", band) for band in range(3)}) == 3
+    assert rep.control((4, 4), "major", 7) == rep.control((4, 4), "major", 2)  # past the last: the last
+    assert Representation().control((4, 4), "major", 2) == Representation().control((4, 4), "major")
+    # A melody sampled in C goes to G the way nearest its band's register: down for the low band.
+    melody = _scale(60)
+    assert rep.shift_to_key(7, False, melody, band=0) == Undo(-5)
+    assert rep.shift_to_key(7, False, melody, band=2) == Undo(7)
+    assert Representation.from_config(rep.to_config()) == rep
+    old = rep.to_config()
+    for name in ("modes", "mode_counts", "register_edges", "band_counts", "band_registers"):
+        del old[name]
+    before = Representation.from_config(old)
+    assert before.bands == 1 and before.modes == ("major", "minor") and before.controls == rep.controls // 3
+
+
+def test_a_mode_is_played_where_the_style_has_it_and_named_where_not(library: ModelLibrary,
+                                                                     tmp_path: Path) -> None:
+    with pytest.raises(RequestError) as caught:
+        compose(ComposeRequest("alpha", bars=2, seed=1, key="A dorian"), library)
+    assert caught.value.code == "unknown_mode" and caught.value.fields["modes"] == "major, minor"
+    write_untrained_model(tmp_path / "modal", UNTRAINED_STYLES["alpha"], modes=MODES,
+                          mode_counts=(3, 2, 2, 1), register_edges=(60.0,), band_counts=(1, 1),
+                          band_registers=(55.0, 70.0))
+    modal = ModelLibrary(tmp_path)
+    dorian = compose(ComposeRequest("modal", bars=2, seed=1, key="A dorian"), modal)
+    assert dorian.melody.key == "A dorian" and "A dorian" in dorian.description()
+    signatures = melody_to_pretty_midi(dorian.melody).key_signature_changes
+    assert [pretty_midi.key_number_to_key_name(k.key_number) for k in signatures] == ["G Major"]
+    drawn = {compose(ComposeRequest("modal", bars=1, seed=s), modal).melody.key.split()[1] for s in range(40)}
+    assert drawn == set(MODES)  # the corpus's modes, drawn by the seed
