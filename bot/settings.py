@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from composer.compose import metre_name
-from composer.compose import parse_key as composer_key
 from composer.compose import parse_metre as composer_metre
 from composer.errors import ComposerError, StyleError
 from composer.keys import key_name
+from composer.keys import parse_key as composer_key
 from composer.style_mix import parse_mix
 
 TEMPERATURE_RANGE = (0.1, 2.0)
@@ -100,8 +100,9 @@ def parse_accompaniment(text: str) -> bool:
 
 
 def parse_key(text: str) -> str:
-    """A key the composer reads (``D minor``, ``f#m``, ``Bb``, ``ре минор`` spelt ``D минор``), in its
-    spelling: ``"D minor"``."""
+    """A key the composer reads (``D minor``, ``f#m``, ``Bb``, ``ре минор`` spelt ``D минор``, ``A dorian``,
+    ``G mix``), in its spelling: ``"D minor"``, ``"A dorian"``; whether the style has the mode is checked
+    when composing."""
     try:
         tonic, mode = composer_key(text)
     except ComposerError:

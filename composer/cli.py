@@ -34,12 +34,25 @@ def _flag(name: str, value: object) -> str:
 
 
 def _modes(text: str) -> tuple[str, ...]:
-    from composer.keys import MODES
+    """``--modes major,minor,dorian``: modes a ``Representation`` takes."""
+    from composer.representation import Representation
 
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    if modes[:2] != ("major", "minor") or not set(modes) <= set(MODES) or len(set(modes)) < len(modes):
-        raise argparse.ArgumentTypeError(f"major,minor and any of {', '.join(MODES[2:])}, not {text!r}")
+    try:
+        Representation(modes=modes)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return modes
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {text!r}")
+    return value
 
 
 class UsageError(Exception):
@@ -223,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--modes", type=_modes,
                        help="the control's modes, comma-separated: major,minor and any of mixolydian, dorian "
                             "(default: the recipe's)")
-    train.add_argument("--register-bands", type=int,
+    train.add_argument("--register-bands", type=_positive,
                        help="part the corpus into this many register bands, a control each (default: the "
                             "recipe's)")
     train.set_defaults(func=_train)

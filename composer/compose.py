@@ -12,7 +12,7 @@ import numpy as np
 from composer.errors import RequestError, StyleError
 from composer.instruments import instrument_name, program_for
 from composer.judge import allowed_still_bars, candidate_scores
-from composer.keys import MODE_MINOR, estimate_keys, key_name, parse_key
+from composer.keys import MODE_MINOR, estimate_mode, key_name, parse_key
 from composer.melody import HOLD, Melody
 from composer.midi_writer import melody_to_midi
 from composer.model_store import ModelLibrary
@@ -152,8 +152,11 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     (``judge.candidate_scores``).
 
     The metre and key come from the request, else from the primer, else are drawn (by the seed) from the
-    lead style's corpus. Models of key policy ``normalise`` play in C major / A minor and the melody is
-    moved to the key afterwards; a primer is moved there first and the result back to the primer's key."""
+    lead style's corpus: a key, then a mode of that key's major/minor family, and a register band where
+    the lead style has them (a style mixed in takes the band nearest the lead's register). A mode the
+    lead style lacks is refused (``unknown_mode``). Models of key policy ``normalise`` play in C major /
+    A minor and the melody is moved to the key afterwards (towards the register of its band, if any); a
+    primer is moved there first and the result back to the primer's key."""
     mix = request.mix
     lead_name = max(mix, key=mix.__getitem__)
     lead = library.get(lead_name).info
@@ -176,7 +179,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
         max_positions = min(m.model.config.max_positions for m in models.values())
         context = _primer_context(request.primer, request.primer_bars, max_positions)
         moved, undo, mode = rep.normalise(context)
-        minor, band = MODE_MINOR[mode], rep.band_of(moved)
+        minor = MODE_MINOR[mode]
+        bands = {name: m.info.representation.band_of(moved) for name, m in models.items()}
         primer_ids = rep.event_ids(np.array(moved.events)).tolist()
         metre = context.time_signature
         tonic = (NORMAL_TONIC[minor] + undo.shift) % 12 if rep.key_policy == "normalise" else None
@@ -195,11 +199,14 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             tonic, minor = drawn % 12, drawn >= 12
             mode = rep.modes[_draw_index(tuple(rep.mode_weights(minor)), seed, 3)]
         band = _draw_index(rep.band_counts, seed, 4) if rep.bands > 1 else 0
+        register = rep.band_registers[band] if rep.bands > 1 else rep.register
+        bands = {name: band if name == lead_name else m.info.representation.band_near(register)
+                 for name, m in models.items()}
         if request.metre is None:
             metre = lead.metres[_draw_index(rep.metre_counts, seed, 2)] if lead.metres else (4, 4)
         like = Melody((), metre, request.tempo_bpm or lead.tempo_bpm, program)
     spb, steps = like.steps_per_bar, request.bars * like.steps_per_bar
-    controls = [models[name].info.representation.control(metre, mode, band) for name in mix]
+    controls = [models[name].info.representation.control(metre, mode, bands[name]) for name in mix]
     model_key = (NORMAL_TONIC[minor], minor) if rep.key_policy == "normalise" else None
     samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
                      rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
@@ -209,15 +216,16 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest
     if request.primer is None:  # to its key the way that suits the sampled melody's register
-        undo = rep.shift_to_key(tonic, minor, in_model_key[best], band if rep.bands > 1 else None)
+        band = bands[lead_name] if rep.bands > 1 else None
+        undo = rep.shift_to_key(tonic, minor, in_model_key[best], band)
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":
         # Keys as written: the model chose one; move it to the one asked for, if any.
-        (found,), (minor,) = estimate_keys(np.array([melody.events]))
+        found, found_mode = estimate_mode(np.array(melody.events))
         if request.key is not None and request.primer is None:
             melody = rep.decode(primer_ids + samples.tokens[best].tolist(),
                                 Undo(int((tonic - found + 6) % 12 - 6)), like)
         else:
-            tonic, mode = found, "minor" if minor else "major"
+            tonic, mode = found, rep.modes[rep.mode_index(found_mode)]
     melody = melody.replace(key=key_name(int(tonic), mode))
     return Composition(melody, request, mix, seed, len(primer_ids), float(samples.log_likelihood[best]))

@@ -27,7 +27,8 @@ class MidiError(ComposerError):
 
 
 class RequestError(ComposerError):
-    """A control outside its bounds; ``code`` names it (``bad_temperature``, ``bad_bars``, ...)."""
+    """A control outside its bounds, or one the style cannot serve; ``code`` names it (``bad_temperature``,
+    ``bad_bars``, ``bad_key``, ``unknown_metre``, ``unknown_mode``, ...)."""
 
     code = "bad_request"
 

@@ -13,10 +13,11 @@ PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE = "token_pitch_class_embedding", "pitch
 
 def build_keras_model(config: ModelConfig, training_dropout: bool = True,
                       rep: Representation | None = None):
-    """Embeddings of the four inputs (previous token with its held pitch, bar position, bars left,
-    metre and mode) -> stacked LSTM -> logits over the target ids. With ``config.pitch_class_sharing``
-    (``rep`` gives the ids' pitch classes) the token embedding adds a vector per pitch class and the
-    logits a term per pitch class, each shared by every octave: ``export_weights`` folds them in."""
+    """Embeddings of the four inputs (previous token with its held pitch, bar position, bars left, the
+    control: metre, mode and register band) -> stacked LSTM -> logits over the target ids. With
+    ``config.pitch_class_sharing`` (``rep`` gives the ids' pitch classes) the token embedding adds a vector
+    per pitch class and the logits a term per pitch class, each shared by every octave: ``export_weights``
+    folds them in."""
     import keras
 
     inputs = [keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUTS]

@@ -109,8 +109,10 @@ class Representation:
             raise ValueError(f"fold policy must be one of {FOLD_POLICIES}, not {self.fold_policy!r}")
         if len(self.metres) != len(self.metre_counts) or len(self.key_counts) != 24:
             raise ValueError("one count per metre, 24 key counts")
-        if self.modes[:2] != ("major", "minor") or not set(self.modes) <= set(MODES):
-            raise ValueError(f"modes must be major, minor and more of {MODES}, not {self.modes}")
+        if self.modes[:2] != ("major", "minor") or not set(self.modes) <= set(MODES) \
+                or len(set(self.modes)) < len(self.modes):
+            raise ValueError(f"modes are major, minor and any of {', '.join(MODES[2:])}, each once, not "
+                             f"{', '.join(self.modes)}")
         if len(self.mode_counts) not in (0, len(self.modes)):
             raise ValueError("one count per mode")
         bands = len(self.register_edges) + 1
@@ -172,6 +174,15 @@ class Representation:
         """The register band of a melody as the model sees it (``normalise``d): by its mean pitch."""
         pitches = moved.pitches()
         return int(np.searchsorted(self.register_edges, np.mean(pitches), "right")) if pitches else 0
+
+    def band_near(self, register: float | None) -> int:
+        """The register band whose pieces' mean pitch (as written) is nearest ``register``: how a style
+        with bands takes part in a mix led by another (the middle band for no register)."""
+        if self.bands == 1:
+            return 0
+        if register is None:
+            return self.bands // 2
+        return int(np.argmin([abs(r - register) for r in self.band_registers]))
 
     def mode_weights(self, minor: bool) -> np.ndarray:
         """How often each of ``modes`` is drawn given major or minor: the corpus's counts of the modes
@@ -393,17 +404,25 @@ class Representation:
                   register=corpus_register(melodies), still_bars=corpus_still_bars(melodies), modes=modes)
         found = [rep.mode_index(rep.mode_of(m)) for m in melodies]
         rep = replace(rep, mode_counts=tuple(int(c) for c in np.bincount(found, minlength=len(modes))))
-        if register_bands <= 1:
-            return rep
+        if register_bands < 1:
+            raise ValueError(f"register bands must be 1 or more, not {register_bands}")
         sounding = [m for m in melodies if m.pitches()]
         means = np.array([np.mean(rep.normalise(m)[0].pitches()) for m in sounding])
-        edges = np.quantile(means, np.arange(1, register_bands) / register_bands).round(2)
+        # Edges between distinct mean pitches only: a corpus of fewer registers gets fewer bands.
+        edges = np.unique(np.quantile(means, np.arange(1, register_bands) / register_bands).round(2)) \
+            if register_bands > 1 and len(means) else np.array([])
+        if not len(edges):
+            return rep
         bands = np.searchsorted(edges, means, "right")
         written = np.array([np.mean(m.pitches()) for m in sounding])
+        used = [b for b in range(len(edges) + 1) if (bands == b).any()]
+        if len(used) < len(edges) + 1:  # an edge no piece lies above
+            edges = edges[: len(used) - 1]
+            bands = np.searchsorted(edges, means, "right")
         return replace(rep, register_edges=tuple(float(e) for e in edges),
-                       band_counts=tuple(int((bands == b).sum()) for b in range(register_bands)),
+                       band_counts=tuple(int((bands == b).sum()) for b in range(len(edges) + 1)),
                        band_registers=tuple(round(float(written[bands == b].mean()), 2)
-                                            for b in range(register_bands)))
+                                            for b in range(len(edges) + 1)))
 
 
 def corpus_register(melodies: list[Melody]) -> float | None:

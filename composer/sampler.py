@@ -181,7 +181,7 @@ class Mixture:
         self.vocab_size = models[0].config.vocab_size
 
     def start(self, batch: int, controls: Sequence[int]) -> list[LstmState]:
-        """Fresh states; ``controls[i]`` is the control id (metre and mode) for model ``i``."""
+        """Fresh states; ``controls[i]`` is the control id (metre, mode and register band) for model ``i``."""
         return [stack.start(batch, np.asarray([controls[i] for i in group]))
                 for stack, group in zip(self.stacks, self.groups, strict=True)]
 

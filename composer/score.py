@@ -207,7 +207,7 @@ def _write_anacrusis(part: music21.stream.Part) -> None:
 
 
 def _key_of(melody: Melody) -> music21.key.Key:
-    """``melody.key`` ("Bb major", "C# minor": pretty_midi's names) if it parses, else estimated;
+    """``melody.key`` ("Bb major", "C# minor", "A dorian": ``keys.key_name``'s) if it parses, else estimated;
     spelt with at most six sharps or flats (Db major rather than C# major)."""
     key = None
     if melody.key:

@@ -348,3 +348,38 @@ def test_a_mode_is_played_where_the_style_has_it_and_named_where_not(library: Mo
     assert [pretty_midi.key_number_to_key_name(k.key_number) for k in signatures] == ["G Major"]
     drawn = {compose(ComposeRequest("modal", bars=1, seed=s), modal).melody.key.split()[1] for s in range(40)}
     assert drawn == set(MODES)  # the corpus's modes, drawn by the seed
+
+
+def test_register_bands_of_a_corpus_with_fewer_registers_and_a_style_mixed_in() -> None:
+    one_register = Representation.for_corpus([_scale(60)] * 6 + [_scale(72)] * 2, register_bands=4)
+    assert one_register.bands == 2 and one_register.band_counts == (6, 2)  # no empty band, no NaN
+    assert Representation.from_config(one_register.to_config()) == one_register
+    assert Representation.for_corpus([_scale(60)] * 5, register_bands=3).bands == 1
+    with pytest.raises(ValueError):
+        Representation.for_corpus([_scale(60)] * 5, register_bands=0)
+    with pytest.raises(ValueError):
+        Representation(modes=("major", "minor", "dorian", "dorian"))
+    rep = Representation.for_corpus([_scale(48)] * 4 + [_scale(60)] * 4 + [_scale(72)] * 4, register_bands=3)
+    assert [rep.band_near(r) for r in (40.0, 66.0, 90.0, None)] == [0, 1, 2, 1]
+    assert Representation().band_near(40.0) == 0
+
+
+def test_a_style_with_bands_mixed_into_one_without_takes_the_band_nearest_its_register(
+        library: ModelLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import composer.compose as compose_module
+
+    shutil.copytree(library.models_dir / "alpha", tmp_path / "alpha")
+    config = json.loads((tmp_path / "alpha" / "config.json").read_text())
+    config["representation"]["register"] = 79.0  # a high style leads
+    (tmp_path / "alpha" / "config.json").write_text(json.dumps(config))
+    write_untrained_model(tmp_path / "banded", UNTRAINED_STYLES["alpha"], register_edges=(60.0, 70.0),
+                          band_counts=(1, 1, 1), band_registers=(50.0, 65.0, 80.0))
+    controls = []
+    real_sample = compose_module.sample
+    monkeypatch.setattr(compose_module, "sample",
+                        lambda *a, **k: controls.append(list(k["controls"])) or real_sample(*a, **k))
+    both = ModelLibrary(tmp_path)
+    composed = compose(ComposeRequest("alpha:0.6,banded:0.4", bars=1, seed=3, key="C major"), both)
+    metre = composed.melody.time_signature
+    alpha, banded = (both.get(name).info.representation for name in ("alpha", "banded"))
+    assert controls == [[alpha.control(metre, "major"), banded.control(metre, "major", 2)]]  # the top band
