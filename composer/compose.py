@@ -199,7 +199,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             tonic, minor = drawn % 12, drawn >= 12
             mode = rep.modes[_draw_index(tuple(rep.mode_weights(minor)), seed, 3)]
         band = _draw_index(rep.band_counts, seed, 4) if rep.bands > 1 else 0
-        register = rep.band_registers[band] if rep.bands > 1 else rep.register
+        register = rep.band_register(band)
         bands = {name: band if name == lead_name else m.info.representation.band_near(register)
                  for name, m in models.items()}
         if request.metre is None:
@@ -216,8 +216,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest
     if request.primer is None:  # to its key the way that suits the sampled melody's register
-        band = bands[lead_name] if rep.bands > 1 else None
-        undo = rep.shift_to_key(tonic, minor, in_model_key[best], band)
+        undo = rep.shift_to_key(tonic, minor, in_model_key[best], bands[lead_name])
     melody = rep.decode(primer_ids + samples.tokens[best].tolist(), undo, like)
     if rep.key_policy != "normalise":
         # Keys as written: the model chose one; move it to the one asked for, if any.
@@ -226,6 +225,6 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
             melody = rep.decode(primer_ids + samples.tokens[best].tolist(),
                                 Undo(int((tonic - found + 6) % 12 - 6)), like)
         else:
-            tonic, mode = found, rep.modes[rep.mode_index(found_mode)]
+            tonic, mode = found, rep.known_mode(found_mode)
     melody = melody.replace(key=key_name(int(tonic), mode))
     return Composition(melody, request, mix, seed, len(primer_ids), float(samples.log_likelihood[best]))

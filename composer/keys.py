@@ -76,8 +76,8 @@ def key_name(tonic: int, mode: str | bool) -> str:
     return f"{_NAMES[int(tonic) % 12]} {mode}"
 
 
-#: Semitones from a mode's tonic to the tonic of the major key with its signature (A dorian: G major).
-_SIGNATURE_MAJOR = {"major": 0, "minor": 3, "mixolydian": 5, "dorian": 10}
+#: Semitones from a church mode's tonic to the major key with its signature (A dorian: G major).
+_SIGNATURE_MAJOR = {"mixolydian": 5, "dorian": 10}
 
 
 def signature_key(tonic: int, mode: str) -> str:

@@ -165,9 +165,8 @@ class Representation:
     def mode_index(self, mode: str) -> int:
         return self.modes.index(mode) if mode in self.modes else int(MODE_MINOR[mode])
 
-    def mode_of(self, melody: Melody) -> str:
-        """The melody's mode (``keys.estimate_mode``) if the representation has it, else major or minor."""
-        _, mode = estimate_mode(np.array(melody.events))
+    def known_mode(self, mode: str) -> str:
+        """``mode`` if the representation has it, else major or minor."""
         return self.modes[self.mode_index(mode)]
 
     def band_of(self, moved: Melody) -> int:
@@ -183,6 +182,11 @@ class Representation:
         if register is None:
             return self.bands // 2
         return int(np.argmin([abs(r - register) for r in self.band_registers]))
+
+    def band_register(self, band: int | None) -> float | None:
+        """Where a melody sampled in ``band`` is moved to its key towards: the band's register, else (one
+        band, or none given) the corpus's."""
+        return self.band_registers[band] if band is not None and self.band_registers else self.register
 
     def mode_weights(self, minor: bool) -> np.ndarray:
         """How often each of ``modes`` is drawn given major or minor: the corpus's counts of the modes
@@ -226,7 +230,7 @@ class Representation:
         """The melody as the model sees it (in C major / A minor under the ``normalise`` policy, folded
         into range), how to undo that, and its mode (one of ``modes``)."""
         tonic, found = estimate_mode(np.array(melody.events))
-        mode = self.modes[self.mode_index(found)]
+        mode = self.known_mode(found)
         shift = self._key_shift(tonic, MODE_MINOR[found]) if self.key_policy == "normalise" else 0
         moved = self.fold(melody.transposed(shift)) if shift else self.fold(melody)
         first = melody.pitches()
@@ -254,7 +258,7 @@ class Representation:
             return Undo(0)
         shift = -self._key_shift(tonic, minor)  # the inverse of ``normalise``'s move
         pitches = melody.pitches() if melody is not None else []
-        register = self.band_registers[band] if band is not None and self.band_registers else self.register
+        register = self.band_register(band)
         if not shift or not pitches or register is None:
             return Undo(shift)
         other = shift - 12 if shift > 0 else shift + 12
@@ -402,24 +406,24 @@ class Representation:
         rep = cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
                   register=corpus_register(melodies), still_bars=corpus_still_bars(melodies), modes=modes)
-        found = [rep.mode_index(rep.mode_of(m)) for m in melodies]
-        rep = replace(rep, mode_counts=tuple(int(c) for c in np.bincount(found, minlength=len(modes))))
         if register_bands < 1:
             raise ValueError(f"register bands must be 1 or more, not {register_bands}")
-        sounding = [m for m in melodies if m.pitches()]
-        means = np.array([np.mean(rep.normalise(m)[0].pitches()) for m in sounding])
-        # Edges between distinct mean pitches only: a corpus of fewer registers gets fewer bands.
-        edges = np.unique(np.quantile(means, np.arange(1, register_bands) / register_bands).round(2)) \
-            if register_bands > 1 and len(means) else np.array([])
-        if not len(edges):
+        normalised = [rep.normalise(m) for m in melodies]
+        found = [rep.mode_index(mode) for _, _, mode in normalised]
+        rep = replace(rep, mode_counts=tuple(int(c) for c in np.bincount(found, minlength=len(modes))))
+        means = np.array([np.mean(moved.pitches()) for moved, _, _ in normalised if moved.pitches()])
+        quantiles = np.quantile(means, np.arange(1, register_bands) / register_bands).round(2) \
+            if len(means) else []
+        edges: list[float] = []
+        for edge in quantiles:  # only edges with pieces on both sides: fewer registers, fewer bands
+            below = (means >= (edges[-1] if edges else -np.inf)) & (means < edge)
+            if below.any() and (means >= edge).any():
+                edges.append(float(edge))
+        if not edges:
             return rep
         bands = np.searchsorted(edges, means, "right")
-        written = np.array([np.mean(m.pitches()) for m in sounding])
-        used = [b for b in range(len(edges) + 1) if (bands == b).any()]
-        if len(used) < len(edges) + 1:  # an edge no piece lies above
-            edges = edges[: len(used) - 1]
-            bands = np.searchsorted(edges, means, "right")
-        return replace(rep, register_edges=tuple(float(e) for e in edges),
+        written = np.array([np.mean(m.pitches()) for m in melodies if m.pitches()])
+        return replace(rep, register_edges=tuple(edges),
                        band_counts=tuple(int((bands == b).sum()) for b in range(len(edges) + 1)),
                        band_registers=tuple(round(float(written[bands == b].mean()), 2)
                                             for b in range(len(edges) + 1)))
