@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from composer.errors import ComposerError
-from composer.keys import MODE_MINOR, estimate_keys, parse_key
+from composer.keys import MODE_MINOR, estimate_keys, key_name, parse_key
 from composer.melody import HOLD, REST, Melody, canonical
 
 QUALITIES = ("maj", "min", "dim", "7")
@@ -321,9 +321,8 @@ def soprano(record: dict, voice: int = 0) -> Melody:
         position = end
     if position < n_steps:
         events[position] = REST
-    name = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")[record["tonic"]]
     return Melody(tuple(canonical(events)), time_signature=tuple(record["time_signature"]),
-                  key=f"{name} {'minor' if record['minor'] else 'major'}")
+                  key=key_name(record["tonic"], bool(record["minor"])))
 
 
 # ------------------------------------------------------------------------------------------- decoding
