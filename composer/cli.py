@@ -19,8 +19,8 @@ DEFAULT_CACHE = Path("data/cache")
 MAX_COUNT = 32
 #: ``train`` flags that override the style's recipe (``composer.recipe.Recipe`` fields).
 RECIPE_FLAGS = ("units", "max_epochs", "max_minutes", "target_tokens", "key_policy", "threads",
-                "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing", "modes",
-                "register_bands")
+                "max_bars_left", "batch_size", "learning_rate", "pitch_class_sharing", "interval_terms",
+                "modes", "register_bands")
 
 
 def _flag(name: str, value: object) -> str:
@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: the recipe's)")
     train.add_argument("--pitch-class-sharing", action=argparse.BooleanOptionalAction,
                        help="train with octave-shared pitch-class terms (default: the recipe's)")
+    train.add_argument("--interval-terms", action=argparse.BooleanOptionalAction,
+                       help="give the output layer a term per interval from the sounding pitch, shared by "
+                            "every pitch (default: the recipe's)")
     train.add_argument("--max-bars-left", type=int,
                        help="bars-left input cap: 'this many bars or more to go' (default: the recipe's)")
     train.add_argument("--modes", type=_modes,

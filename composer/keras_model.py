@@ -9,6 +9,8 @@ from composer.representation import NO_PITCH_CLASS, Representation
 
 #: The layers of the pitch-class terms (``ModelConfig.pitch_class_sharing``).
 PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE = "token_pitch_class_embedding", "pitch_class_dense"
+#: The layer of the interval terms (``ModelConfig.interval_terms``).
+INTERVAL_DENSE = "interval_dense"
 
 
 def build_keras_model(config: ModelConfig, training_dropout: bool = True,
@@ -17,7 +19,8 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True,
     control: metre, mode and register band) -> stacked LSTM -> logits over the target ids. With
     ``config.pitch_class_sharing`` (``rep`` gives the ids' pitch classes) the token embedding adds a vector
     per pitch class and the logits a term per pitch class, each shared by every octave: ``export_weights``
-    folds them in."""
+    folds them in. With ``config.interval_terms`` the logits of each pitch also get a term for its interval
+    from the pitch the previous token strikes or holds, shared by every pitch (exported as is)."""
     import keras
 
     inputs = [keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUTS]
@@ -41,6 +44,12 @@ def build_keras_model(config: ModelConfig, training_dropout: bool = True,
     if config.pitch_class_sharing:
         shared = keras.layers.Dense(NO_PITCH_CLASS + 1, use_bias=False, name=PITCH_CLASS_DENSE)(x)
         logits = logits + keras.ops.take(shared, rep.pitch_classes(inputs=False), axis=-1)
+    if config.interval_terms:
+        intervals = keras.layers.Dense(2 * config.pitches - 1, use_bias=False, name=INTERVAL_DENSE)(x)
+        intervals = keras.ops.pad(intervals, [(0, 0), (0, 0), (0, 1)])  # the "no interval" column, zero
+        columns = keras.ops.take(keras.ops.convert_to_tensor(config.interval_index(), "int32"), inputs[0],
+                                 axis=0)
+        logits = logits + keras.ops.take_along_axis(intervals, columns, axis=-1)
     return keras.Model(inputs, logits)
 
 
@@ -61,6 +70,8 @@ def export_weights(model, rep: Representation | None = None) -> dict[str, np.nda
         out[f"lstm{i}_kernel"], out[f"lstm{i}_recurrent"], out[f"lstm{i}_bias"] = layer.get_weights()
         i += 1
     out["dense_kernel"], out["dense_bias"] = model.get_layer("dense").get_weights()
+    if (layer := _layer(model, INTERVAL_DENSE)) is not None:
+        (out["interval_kernel"],) = layer.get_weights()
     if _layer(model, PITCH_CLASS_DENSE) is not None:
         if rep is None:
             raise ValueError("pitch-class sharing needs the representation")
@@ -85,3 +96,5 @@ def load_weights(model, weights: dict[str, np.ndarray]) -> None:
     for name in (PITCH_CLASS_EMBEDDING, PITCH_CLASS_DENSE):  # folded into the exported weights
         if (layer := _layer(model, name)) is not None:
             layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    if (layer := _layer(model, INTERVAL_DENSE)) is not None:
+        layer.set_weights([weights["interval_kernel"]])

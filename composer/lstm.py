@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.representation import Representation
+from composer.representation import Representation, interval_index
 
 #: The model's inputs, in the order of its first layer's kernel rows.
 INPUTS = ("token", "position", "bars_left", "control")
@@ -39,6 +39,11 @@ class ModelConfig:
     #: Training only: the token embedding and the output layer each get a term per pitch class shared by
     #: every octave (folded into the exported weights, so the numpy model is the same either way).
     pitch_class_sharing: bool = False
+    #: The output layer gets a term per interval from the pitch the input strikes or holds, shared by every
+    #: pitch (IDyOM's interval viewpoint beside the pitch one): a leap of an octave is one thing wherever it
+    #: starts. Unlike pitch-class sharing it cannot be folded into the dense layer: the numpy model and
+    #: the sampler add it per step (``interval_kernel``).
+    interval_terms: bool = False
 
     @classmethod
     def for_representation(cls, rep: Representation, **shape: object) -> ModelConfig:
@@ -67,7 +72,16 @@ class ModelConfig:
         n_in = sum(self.embedding_widths())
         lstm = sum(4 * self.units * (n + self.units + 1) for n in [n_in] + [self.units] * (self.layers - 1))
         embed = sum(s * w for s, w in zip(self.input_sizes(), self.embedding_widths(), strict=True))
-        return lstm + embed + self.units * self.vocab_size + self.vocab_size
+        intervals = self.units * (2 * self.pitches - 1) if self.interval_terms else 0
+        return lstm + embed + self.units * self.vocab_size + self.vocab_size + intervals
+
+    @property
+    def pitches(self) -> int:
+        return self.input_vocab - self.vocab_size
+
+    def interval_index(self) -> np.ndarray:
+        """``representation.interval_index`` of this vocabulary: the interval column of (input, target)."""
+        return interval_index(self.vocab_size, self.input_vocab)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -95,6 +109,12 @@ class LstmModel:
         self.biases = [weights[f"lstm{i}_bias"].astype(np.float32) for i in range(1, config.layers)]
         self.dense_kernel = weights["dense_kernel"].astype(np.float32)
         self.dense_bias = weights["dense_bias"].astype(np.float32)
+        #: ``(units, 2 * pitches)``, the "no interval" column zero, and the column of each (input, target).
+        self.interval_kernel: np.ndarray | None = None
+        if config.interval_terms:
+            kernel = weights["interval_kernel"].astype(np.float32)
+            self.interval_kernel = np.concatenate([kernel, np.zeros((len(kernel), 1), np.float32)], axis=1)
+            self.interval_index = config.interval_index()
 
     @classmethod
     def load(cls, folder: Path) -> LstmModel:
@@ -132,7 +152,10 @@ class LstmModel:
             z = np.concatenate([h, h_prev], axis=1) @ kernel + bias
             h, c = self._cell(z, c_prev)
             new_state.append((h, c))
-        return h @ self.dense_kernel + self.dense_bias, new_state
+        logits = h @ self.dense_kernel + self.dense_bias
+        if self.interval_kernel is not None:
+            logits += np.take_along_axis(h @ self.interval_kernel, self.interval_index[inputs[0]], axis=1)
+        return logits, new_state
 
     def forward(self, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         """Logits ``(batch, time, vocab)`` for whole sequences (teacher forcing); inputs ``(batch, time)``."""

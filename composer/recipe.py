@@ -17,6 +17,8 @@ class Recipe:
     dropout: float = 0.15
     #: ``ModelConfig.pitch_class_sharing``: octave-equivalent terms in the embedding and output layer.
     pitch_class_sharing: bool = False
+    #: ``ModelConfig.interval_terms``: a term per interval from the sounding pitch in the output layer.
+    interval_terms: bool = False
     batch_size: int = 64
     learning_rate: float = 3e-3
     max_epochs: int = 30

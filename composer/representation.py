@@ -452,3 +452,17 @@ def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:
         (t,), (k,) = estimate_keys(np.array([m.events]))
         tonics[i], minors[i] = t, int(k)
     return tonics, minors
+
+
+def interval_index(vocab_size: int, input_vocab: int) -> np.ndarray:
+    """``(input_vocab, vocab_size)``: for an input id that strikes or holds a pitch and a target pitch id, the
+    interval between them as a column ``0 .. 2 * pitches - 2`` (``pitches - 1`` is the unison); every other
+    pair gets the last column, ``2 * pitches - 1`` (no interval). The model's interval terms
+    (``ModelConfig.interval_terms``) are a vector over these columns, the last one zero."""
+    pitches = input_vocab - vocab_size
+    inputs = np.arange(input_vocab)
+    held = np.where(inputs >= vocab_size, inputs - pitches, inputs) - FIRST_PITCH_ID
+    targets = np.arange(vocab_size) - FIRST_PITCH_ID
+    index = targets[None, :] - held[:, None] + pitches - 1
+    known = (held[:, None] >= 0) & (targets[None, :] >= 0)
+    return np.where(known, index, 2 * pitches - 1).astype(np.int64)

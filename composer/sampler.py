@@ -73,6 +73,13 @@ class StackedLstm:
             for k in range(self.layers - 1)
         ]
         self.dense = np.stack([_with_bias_row(m.dense_kernel, m.dense_bias) for m in models])
+        #: Interval terms (``ModelConfig.interval_terms``, part of the shape: all of a stack or none), read
+        #: from ``[h, 1]`` with a zero bias row, and the interval column of each (input, target).
+        self.intervals: np.ndarray | None = None
+        if config.interval_terms:
+            self.intervals = np.stack([_with_bias_row(m.interval_kernel, np.zeros(m.interval_kernel.shape[1]))
+                                       for m in models])
+            self.interval_index = config.interval_index()
         self._styles = np.arange(len(models))
 
     @property
@@ -100,6 +107,9 @@ class StackedLstm:
                 z += state.shared_per_row
             state.advance(layer)
         np.matmul(state.layers[-1].top, self.dense, out=state.logits)
+        if self.intervals is not None:
+            intervals = state.layers[-1].top @ self.intervals
+            state.logits += np.take_along_axis(intervals, self.interval_index[tokens][None], axis=2)
         return state.logits
 
 

@@ -45,7 +45,8 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
 
     config = ModelConfig.for_representation(rep, units=options.units, layers=options.layers,
                                             dropout=options.dropout,
-                                            pitch_class_sharing=options.pitch_class_sharing)
+                                            pitch_class_sharing=options.pitch_class_sharing,
+                                            interval_terms=options.interval_terms)
     model = build_keras_model(config, rep=rep)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -118,7 +119,9 @@ def train_style(style: str, melodies: list[Melody], report: CorpusReport, source
                         f"LSTM({config.units}), dropout {config.dropout}, dense"
                         + (", pitch-class terms shared by every octave in the token embedding and the output "
                            "layer (trained, then folded into the exported weights)"
-                           if config.pitch_class_sharing else ""),
+                           if config.pitch_class_sharing else "")
+                        + (", a term per interval from the sounding pitch in the output layer, shared by "
+                           "every pitch" if config.interval_terms else ""),
         "epochs": len(history.history["loss"]),
         "train_seconds": round(train_seconds),
         "machine": f"the project's 2-core development machine, TensorFlow CPU, {options.threads} thread(s)",

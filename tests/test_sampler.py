@@ -59,20 +59,28 @@ def test_next_step_distribution_equals_keras_forward(untrained_models_dir: Path,
     np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
 
 
+def _random_keras_model(seed: int, **shape: bool):
+    """A small Keras model of ``REP``, random weights (``shape``: pitch-class sharing, interval terms)."""
+    from composer.keras_model import build_keras_model
+    from composer.lstm import ModelConfig
+
+    config = ModelConfig.for_representation(REP, token_embedding=8, position_embedding=4,
+                                            bars_left_embedding=4, control_embedding=4, units=12, layers=2,
+                                            **shape)
+    keras_model = build_keras_model(config, training_dropout=False, rep=REP)
+    rng = np.random.default_rng(seed)
+    for layer in keras_model.layers:
+        layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return config, keras_model
+
+
 def test_pitch_class_sharing_folds_into_the_exported_weights() -> None:
     """Trained with a term per pitch class shared by every octave, the model the sampler loads (the
     terms folded into the token embedding and output kernel) gives the Keras model's distribution, and
     the same pitch class in two octaves gets the same shared term."""
     from composer.keras_model import PITCH_CLASS_DENSE, build_keras_model, export_weights, load_weights
-    from composer.lstm import ModelConfig
 
-    config = ModelConfig.for_representation(REP, token_embedding=8, position_embedding=4,
-                                            bars_left_embedding=4, control_embedding=4, units=12, layers=2,
-                                            pitch_class_sharing=True)
-    keras_model = build_keras_model(config, training_dropout=False, rep=REP)
-    rng = np.random.default_rng(3)
-    for layer in keras_model.layers:
-        layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    config, keras_model = _random_keras_model(3, pitch_class_sharing=True)
     kernel = keras_model.get_layer(PITCH_CLASS_DENSE).get_weights()[0]
     weights = export_weights(keras_model, REP)
     model = LstmModel(config, weights)
@@ -91,6 +99,40 @@ def test_pitch_class_sharing_folds_into_the_exported_weights() -> None:
     np.testing.assert_allclose(again, expected, atol=1e-4)
     with pytest.raises(ValueError, match="representation"):
         build_keras_model(config)
+
+
+def test_interval_terms_are_one_term_per_interval_in_keras_numpy_and_the_sampler() -> None:
+    """Trained with a term per interval from the sounding pitch, the exported model gives the Keras model's
+    distribution step by step, as the sampler's stack does; an octave up gets the same term from every
+    pitch, struck or held; after START or a rest there is none."""
+    from composer.keras_model import INTERVAL_DENSE, build_keras_model, export_weights, load_weights
+
+    config, keras_model = _random_keras_model(5, interval_terms=True)
+    kernel = keras_model.get_layer(INTERVAL_DENSE).get_weights()[0]
+    assert kernel.shape == (12, 2 * REP.pitches - 1)
+    weights = export_weights(keras_model, REP)
+    model = LstmModel(config, weights)
+    assert model.parameters == config.parameters
+    inputs = _random_inputs(3, 40)
+    expected = _softmax(np.asarray(keras_model(list(inputs), training=False), np.float64))
+    np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
+    np.testing.assert_allclose(_stepped(Mixture([model], [1.0]), inputs, [1]), expected, atol=1e-4)
+    # Without the interval terms the same weights give another distribution.
+    plain = LstmModel(replace(config, interval_terms=False), weights)
+    assert not np.allclose(_softmax(plain.forward(inputs)), expected, atol=1e-3)
+    # Models with and without them step in stacks of their own.
+    assert len(Mixture([model, plain], [0.5, 0.5]).stacks) == 2
+    index = config.interval_index()
+    c4, c5, g4 = (FIRST_PITCH_ID + p - REP.low_pitch for p in (60, 72, 67))
+    octave = REP.pitches - 1 + 12
+    assert index[c4, c5] == index[g4, g4 + 12] == index[c4 + REP.pitches, c5] == octave
+    assert index[c5, c4] == REP.pitches - 1 - 12
+    none = 2 * REP.pitches - 1
+    assert (index[[START, REST_ID, HOLD_ID]] == none).all() and (index[:, :FIRST_PITCH_ID] == none).all()
+    reloaded = build_keras_model(config, training_dropout=False, rep=REP)
+    load_weights(reloaded, weights)
+    again = _softmax(np.asarray(reloaded(list(inputs), training=False), np.float64))
+    np.testing.assert_allclose(again, expected, atol=1e-4)
 
 
 def test_every_input_changes_the_distribution(untrained_models_dir: Path) -> None:
