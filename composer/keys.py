@@ -61,13 +61,6 @@ def estimate_mode(events: np.ndarray) -> tuple[int, str]:
     return int(tonic), "mixolydian" if shares[10] > shares[11] else "major"
 
 
-def normalising_shift(events: np.ndarray) -> int:
-    """Semitones (-6..+5) that move the estimated key of ``events (T,)`` to C major or A minor."""
-    (tonic,), (minor,) = estimate_keys(np.asarray(events)[None, :])
-    relative_major = (tonic + 3) % 12 if minor else tonic
-    return int((6 - relative_major) % 12 - 6)
-
-
 def key_name(tonic: int, mode: str | bool) -> str:
     """``"G major"``, ``"Bb minor"`` (the spelling pretty_midi's key signatures read), ``"A dorian"``;
     ``mode`` is one of ``MODES`` or whether the key is minor."""
