@@ -65,7 +65,10 @@ class ModelConfig:
     @classmethod
     def load(cls, path: Path) -> ModelConfig:
         data = json.loads(path.read_text())["model"]
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:  # a model made by a newer composer: better refused than run as another model
+            raise ValueError(f"{path}: unknown model settings {', '.join(unknown)}")
+        return cls(**data)
 
     @property
     def parameters(self) -> int:
@@ -111,6 +114,9 @@ class LstmModel:
         self.dense_bias = weights["dense_bias"].astype(np.float32)
         #: ``(units, 2 * pitches)``, the "no interval" column zero, and the column of each (input, target).
         self.interval_kernel: np.ndarray | None = None
+        self.interval_index: np.ndarray | None = None
+        if ("interval_kernel" in weights) != config.interval_terms:
+            raise ValueError("the weights and the config disagree on interval terms")
         if config.interval_terms:
             kernel = weights["interval_kernel"].astype(np.float32)
             self.interval_kernel = np.concatenate([kernel, np.zeros((len(kernel), 1), np.float32)], axis=1)
@@ -153,7 +159,7 @@ class LstmModel:
             h, c = self._cell(z, c_prev)
             new_state.append((h, c))
         logits = h @ self.dense_kernel + self.dense_bias
-        if self.interval_kernel is not None:
+        if self.interval_kernel is not None and self.interval_index is not None:
             logits += np.take_along_axis(h @ self.interval_kernel, self.interval_index[inputs[0]], axis=1)
         return logits, new_state
 

@@ -139,10 +139,8 @@ class Representation:
         """Per id (input ids if ``inputs``, else target ids): the pitch class of the pitch it strikes or
         holds, ``NO_PITCH_CLASS`` (12) for an id with no pitch. Training can share a term per pitch class
         across octaves (``ModelConfig.pitch_class_sharing``)."""
-        n = self.input_vocab_size if inputs else self.vocab_size
-        ids = np.arange(n)
-        pitch = np.where(ids >= self.vocab_size, ids - self.pitches, ids) - FIRST_PITCH_ID + self.low_pitch
-        return np.where(ids >= FIRST_PITCH_ID, pitch % 12, NO_PITCH_CLASS)
+        ids = sounding_ids(self.vocab_size, self.input_vocab_size if inputs else self.vocab_size)
+        return np.where(ids >= FIRST_PITCH_ID, (ids - FIRST_PITCH_ID + self.low_pitch) % 12, NO_PITCH_CLASS)
 
     @property
     def bands(self) -> int:
@@ -454,14 +452,21 @@ def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:
     return tonics, minors
 
 
+def sounding_ids(vocab_size: int, ids: int) -> np.ndarray:
+    """For ids ``0 .. ids - 1`` (target ids, or input ids where ``vocab_size`` and up mean "pitch p goes
+    on"): the target id of the pitch each strikes or holds; ids without a pitch (below ``FIRST_PITCH_ID``)
+    stay as they are."""
+    every = np.arange(ids)
+    return np.where(every >= vocab_size, every - (ids - vocab_size), every)
+
+
 def interval_index(vocab_size: int, input_vocab: int) -> np.ndarray:
     """``(input_vocab, vocab_size)``: for an input id that strikes or holds a pitch and a target pitch id, the
     interval between them as a column ``0 .. 2 * pitches - 2`` (``pitches - 1`` is the unison); every other
     pair gets the last column, ``2 * pitches - 1`` (no interval). The model's interval terms
     (``ModelConfig.interval_terms``) are a vector over these columns, the last one zero."""
     pitches = input_vocab - vocab_size
-    inputs = np.arange(input_vocab)
-    held = np.where(inputs >= vocab_size, inputs - pitches, inputs) - FIRST_PITCH_ID
+    held = sounding_ids(vocab_size, input_vocab) - FIRST_PITCH_ID
     targets = np.arange(vocab_size) - FIRST_PITCH_ID
     index = targets[None, :] - held[:, None] + pitches - 1
     known = (held[:, None] >= 0) & (targets[None, :] >= 0)

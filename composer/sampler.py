@@ -72,13 +72,16 @@ class StackedLstm:
             np.stack([_gates_ifog(_with_bias_row(m.fused[k], m.biases[k]), u) for m in models])
             for k in range(self.layers - 1)
         ]
+        #: The dense layer reading ``[h, 1]``; with interval terms (``ModelConfig.interval_terms``, part of
+        #: the shape: all of a stack or none) their kernel follows it as columns of its own (zero bias), so
+        #: one matmul gives the logits and the interval terms, and ``interval_index`` says which term each
+        #: (input, target) adds.
         self.dense = np.stack([_with_bias_row(m.dense_kernel, m.dense_bias) for m in models])
-        #: Interval terms (``ModelConfig.interval_terms``, part of the shape: all of a stack or none), read
-        #: from ``[h, 1]`` with a zero bias row, and the interval column of each (input, target).
-        self.intervals: np.ndarray | None = None
+        self.interval_index: np.ndarray | None = None
         if config.interval_terms:
-            self.intervals = np.stack([_with_bias_row(m.interval_kernel, np.zeros(m.interval_kernel.shape[1]))
-                                       for m in models])
+            intervals = np.stack([_with_bias_row(m.interval_kernel, np.zeros(m.interval_kernel.shape[1]))
+                                  for m in models])
+            self.dense = np.concatenate([self.dense, intervals], axis=-1)
             self.interval_index = config.interval_index()
         self._styles = np.arange(len(models))
 
@@ -88,7 +91,7 @@ class StackedLstm:
 
     def start(self, batch: int, controls: np.ndarray) -> LstmState:
         """A fresh state for ``batch`` sequences; ``controls[s]`` is style ``s``'s control id."""
-        state = LstmState(self.styles, batch, self.units, self.layers, self.vocab_size)
+        state = LstmState(self.styles, batch, self.units, self.layers, self.vocab_size, self.dense.shape[-1])
         state.control_rows = self.control_table[self._styles, np.asarray(controls)]
         return state
 
@@ -106,10 +109,9 @@ class StackedLstm:
                 z += self.token_table[:, tokens]
                 z += state.shared_per_row
             state.advance(layer)
-        np.matmul(state.layers[-1].top, self.dense, out=state.logits)
-        if self.intervals is not None:
-            intervals = state.layers[-1].top @ self.intervals
-            state.logits += np.take_along_axis(intervals, self.interval_index[tokens][None], axis=2)
+        np.matmul(state.layers[-1].top, self.dense, out=state.outputs)
+        if self.interval_index is not None:
+            state.logits += np.take_along_axis(state.intervals, self.interval_index[tokens][None], axis=2)
         return state.logits
 
 
@@ -129,9 +131,9 @@ class LstmState:
     """Preallocated buffers of one stack: each layer's ``[input from below, own h, 1]`` and cell, and one
     step's gates, each a fixed view (no slicing per step)."""
 
-    def __init__(self, styles: int, batch: int, units: int, layers: int, vocab: int) -> None:
+    def __init__(self, styles: int, batch: int, units: int, layers: int, vocab: int, outputs: int) -> None:
         shape = (styles, batch)
-        self.vocab = vocab
+        self.vocab, self.width = vocab, outputs
         inputs = [np.zeros((*shape, (units if k else 0) + units + 1), np.float32) for k in range(layers)]
         for buffer in inputs:
             buffer[..., -1] = 1.0
@@ -152,7 +154,9 @@ class LstmState:
         self.sigmoids = self.gates[:, :3]
         self.input_gate, self.forget_gate, self.output_gate, self.candidate = self.gates.transpose(1, 0, 2, 3)
         self.tmp = np.empty((styles, batch, u), np.float32)
-        self.logits = np.empty((styles, batch, self.vocab), np.float32)
+        #: The dense layer's outputs: the logits, then the interval terms where the models have them.
+        self.outputs = np.empty((styles, batch, self.width), np.float32)
+        self.logits, self.intervals = self.outputs[..., : self.vocab], self.outputs[..., self.vocab :]
 
     def advance(self, layer: _Layer) -> None:
         """New cell and h of ``layer`` from its gates' pre-activations in ``z``."""

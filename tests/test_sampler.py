@@ -118,10 +118,22 @@ def test_interval_terms_are_one_term_per_interval_in_keras_numpy_and_the_sampler
     np.testing.assert_allclose(_softmax(model.forward(inputs)), expected, atol=1e-4)
     np.testing.assert_allclose(_stepped(Mixture([model], [1.0]), inputs, [1]), expected, atol=1e-4)
     # Without the interval terms the same weights give another distribution.
-    plain = LstmModel(replace(config, interval_terms=False), weights)
+    plain = LstmModel(replace(config, interval_terms=False),
+                      {k: v for k, v in weights.items() if k != "interval_kernel"})
     assert not np.allclose(_softmax(plain.forward(inputs)), expected, atol=1e-3)
-    # Models with and without them step in stacks of their own.
-    assert len(Mixture([model, plain], [0.5, 0.5]).stacks) == 2
+    # Models with and without them step in stacks of their own; two with them share one.
+    _, other_keras = _random_keras_model(6, interval_terms=True)
+    other = LstmModel(config, export_weights(other_keras, REP))
+    mixture = Mixture([model, other, plain], [0.5, 0.3, 0.2])
+    assert [len(group) for group in mixture.groups] == [2, 1]
+    mixed = sum(w * _softmax(m.forward(inputs)) for w, m in zip((0.5, 0.3, 0.2), (model, other, plain),
+                                                                strict=True))
+    np.testing.assert_allclose(_stepped(mixture, inputs, [1, 1, 1]), mixed, atol=1e-4)
+    # Weights without the terms for a config with them, or the other way round, are refused.
+    with pytest.raises(ValueError, match="interval terms"):
+        LstmModel(replace(config, interval_terms=False), weights)
+    with pytest.raises(ValueError, match="interval terms"):
+        LstmModel(config, {k: v for k, v in weights.items() if k != "interval_kernel"})
     index = config.interval_index()
     c4, c5, g4 = (FIRST_PITCH_ID + p - REP.low_pitch for p in (60, 72, 67))
     octave = REP.pitches - 1 + 12
@@ -294,3 +306,18 @@ def test_draw_stays_inside_the_row() -> None:
     last = weights.shape[1] - 1
     assert _draw(weights.copy(), 1.0, np.array([1.0, 1.0])).tolist() == [last, last]
     assert _draw(weights.copy(), 0.9, np.array([0.0, 0.6])).tolist() == [REST_ID, FIRST_PITCH_ID]
+
+
+def test_a_model_config_with_settings_this_composer_lacks_is_refused(tmp_path: Path) -> None:
+    """A model made by a newer composer (a setting unknown here) is refused, not run as another model."""
+    import json
+
+    from composer.lstm import ModelConfig
+
+    config = ModelConfig.for_representation(REP)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {**config.__dict__, "pitch_octave_terms": True}}))
+    with pytest.raises(ValueError, match="pitch_octave_terms"):
+        ModelConfig.load(path)
+    path.write_text(json.dumps({"model": config.__dict__}))
+    assert ModelConfig.load(path) == config
