@@ -156,7 +156,8 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     the lead style has them (a style mixed in takes the band nearest the lead's register). A mode the
     lead style lacks is refused (``unknown_mode``). Models of key policy ``normalise`` play in C major /
     A minor and the melody is moved to the key afterwards (towards the register of its band, if any); a
-    primer is moved there first and the result back to the primer's key."""
+    primer is moved there first and the result back to the primer's key. The melody keeps within the lead
+    style's span (``Representation.span``), or its primer's, if wider."""
     mix = request.mix
     lead_name = max(mix, key=mix.__getitem__)
     lead = library.get(lead_name).info
@@ -211,7 +212,7 @@ def compose(request: ComposeRequest, library: ModelLibrary) -> Composition:
     samples = sample(library.mixture(mix), rep, steps=steps, steps_per_bar=spb, candidates=request.candidates,
                      rng=np.random.default_rng(seed), controls=controls, temperature=request.temperature,
                      top_p=request.top_p, primer=primer_ids, cadence_from=steps - spb, key=model_key,
-                     repetition=lead.repetition, first_onset_by=spb - like.half_beat_steps)
+                     repetition=lead.repetition, first_onset_by=spb - like.half_beat_steps, span=rep.span)
     in_model_key = [rep.decode(primer_ids + row.tolist(), Undo(0), like) for row in samples.tokens]
     still = allowed_still_bars(rep.still_bars)
     best = int(np.argmax(candidate_scores(in_model_key, still)))  # the first of the sanest

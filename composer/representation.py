@@ -89,6 +89,10 @@ class Representation:
     #: 95% of their 16-bar windows, in bars. Best-of-N lets a melody be still this long (at least
     #: ``judge.MAX_STILL_BARS``): Palestrina's voices rest for bars between phrases, fiddle tunes never.
     still_bars: float | None = None
+    #: The corpus's widest range: the span (highest minus lowest pitch, semitones) of 99% of its melodies.
+    #: A sampled melody stays within it (or within its primer's span, if wider): a voice keeps to its
+    #: range (Palestrina's voices to an 11th), where the model alone let long melodies drift wider.
+    span: int | None = None
     #: The modes of the control (``keys.MODES``, major and minor first); a melody in a mode left out
     #: counts as major or minor (``keys.MODE_MINOR``).
     modes: tuple[str, ...] = ("major", "minor")
@@ -376,6 +380,7 @@ class Representation:
             fold_policy=str(data.get("fold_policy", "centre")),  # configs before it centred every melody
             register=float(data["register"]) if data.get("register") is not None else None,
             still_bars=float(data["still_bars"]) if data.get("still_bars") is not None else None,
+            span=int(data["span"]) if data.get("span") is not None else None,  # none before it
             # Configs made before modes and register bands have major and minor and one band.
             modes=tuple(str(m) for m in data.get("modes", ("major", "minor"))),
             mode_counts=tuple(int(c) for c in data.get("mode_counts", ())),
@@ -403,7 +408,8 @@ class Representation:
         keys = np.bincount(tonics + 12 * minors, minlength=24)
         rep = cls(key_policy=key_policy, max_bars_left=max_bars_left, metres=tuple(ts for _, ts in common),
                   metre_counts=tuple(c for c, _ in common), key_counts=tuple(int(k) for k in keys),
-                  register=corpus_register(melodies), still_bars=corpus_still_bars(melodies), modes=modes)
+                  register=corpus_register(melodies), still_bars=corpus_still_bars(melodies),
+                  span=corpus_span(melodies), modes=modes)
         if register_bands < 1:
             raise ValueError(f"register bands must be 1 or more, not {register_bands}")
         normalised = [rep.normalise(m) for m in melodies]
@@ -440,6 +446,13 @@ def corpus_still_bars(melodies: list[Melody], window_bars: int = 16, share: floa
     still = [window.longest_still_bars for m in melodies for window in m.chunks(window_bars)
              if window.n_bars >= window_bars / 2]
     return math.ceil(round(float(np.percentile(still, 100 * share)) * 10, 6)) / 10 if still else None
+
+
+def corpus_span(melodies: list[Melody], share: float = 0.99) -> int | None:
+    """The span (highest minus lowest pitch, semitones) that ``share`` of the melodies keep within (the
+    least span that at least that share does); None without notes."""
+    spans = [max(p) - min(p) for p in (m.pitches() for m in melodies) if p]
+    return int(np.percentile(spans, 100 * share, method="inverted_cdf")) if spans else None
 
 
 def estimate_keys_of(melodies: list[Melody]) -> tuple[np.ndarray, np.ndarray]:

@@ -250,6 +250,31 @@ def _sounding_tables(rep: Representation, allowed: np.ndarray) -> tuple[np.ndarr
     return rep.input_ids(ids, before), rep.next_sounding(ids, before), allowed[phase]
 
 
+def _range_of(ids: np.ndarray, vocab_size: int) -> int:
+    """The range state (``_range_tables``) of a melody's target ids: its lowest and highest pitch."""
+    pitches = ids[ids >= FIRST_PITCH_ID] - FIRST_PITCH_ID
+    states = vocab_size - FIRST_PITCH_ID + 1
+    return int(pitches.min() * states + pitches.max()) if len(pitches) else (states - 1) * states
+
+
+@functools.cache
+def _range_tables(vocab_size: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lookups for keeping a melody within ``span`` semitones, over range states ``lowest * (P + 1) +
+    highest`` (pitch indices; no pitch yet is ``lowest = P, highest = 0``): by (drawn id, state) the state
+    after it, and by state a 0/1 row over target ids, 0 for the pitches that would widen the range past
+    ``span`` (past the range itself, where that is already wider: a primer's)."""
+    pitches = vocab_size - FIRST_PITCH_ID
+    lowest, highest = np.divmod(np.arange((pitches + 1) ** 2), pitches + 1)
+    pitch = np.arange(vocab_size) - FIRST_PITCH_ID
+    struck = (pitch >= 0)[:, None]
+    range_after = (np.where(struck, np.minimum(lowest, pitch[:, None]), lowest) * (pitches + 1)
+                   + np.where(struck, np.maximum(highest, pitch[:, None]), highest))
+    widened = np.maximum(highest[:, None], pitch) - np.minimum(lowest[:, None], pitch)
+    too_wide = widened > np.maximum(span, highest - lowest)[:, None]
+    too_wide &= (pitch >= 0) & (lowest < pitches)[:, None]  # only pitches, once one has sounded
+    return range_after, (~too_wide).astype(np.float32)
+
+
 def _tempered(weights: np.ndarray, inverse_temperature: np.float32) -> np.ndarray:
     """``weights`` to the power ``inverse_temperature``, up to a factor per row, on log-probabilities:
     raising float32 weights to 1/0.1 would underflow to all zeros."""
@@ -324,6 +349,7 @@ def sample(
     key: tuple[int, bool] | None = None,
     repetition: RepetitionModel | None = None,
     first_onset_by: int | None = None,
+    span: int | None = None,
 ) -> Samples:
     """Sample ``candidates`` continuations of ``steps`` target ids after ``primer`` (target ids, starting
     at a bar line), in one batch. The piece ends after ``primer + steps`` steps: each step's bars-left
@@ -336,6 +362,8 @@ def sample(
     compose passes the bar's last half beat (in 4/4 an eighth, in 4/2 a quarter). From step
     ``cadence_from`` on, the tonic, third and fifth of ``key`` (pitch class, minor) are favoured as
     onsets. ``repetition`` (a short-term model of each candidate so far) is mixed into the distribution.
+    With ``span`` (semitones), no pitch is drawn that would widen a candidate's range, primer included,
+    past it (or past the primer's own, if wider).
     """
     pin_blas_to_one_thread()
     total = len(primer) + steps
@@ -367,6 +395,9 @@ def sample(
     tokens = np.empty((candidates, steps), np.int64)
     picked = np.empty((steps + 1, candidates), np.float32)
     bias = None
+    if span is not None:
+        range_after, in_reach = _range_tables(mixture.vocab_size, span)
+        ranges = np.full(candidates, _range_of(primer_ids, mixture.vocab_size))
     for t in range(steps):
         if t == cadence_from:
             sofar = np.concatenate([np.broadcast_to(rep.id_events(primer_ids), (candidates, len(primer))),
@@ -377,10 +408,14 @@ def sample(
             weights[:, (REST_ID, HOLD_ID)] *= (tokens[:, :t] >= FIRST_PITCH_ID).any(axis=1)[:, None]
         if bias is not None:
             weights *= bias
+        if span is not None:
+            weights *= in_reach[ranges]
         if inverse_temperature != 1.0:
             weights = _tempered(weights, inverse_temperature)
         chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
         picked[t] = probs[rows, chosen]
+        if span is not None:
+            ranges = range_after[chosen, ranges]
         fed = fed_after[chosen, sounding]
         sounding = sounding_after[chosen, sounding]
         k = len(primer) + t + 1

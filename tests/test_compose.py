@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import UNTRAINED_STYLES, write_untrained_model
 
 from composer.compose import ComposeRequest, Composition, RequestError, compose
 from composer.errors import ComposerError, StyleError
@@ -172,6 +173,19 @@ def test_trained_models_compose_sane_melodies(models_dir: Path) -> None:
         (tonic,), (minor,) = estimate_keys(np.array([melody.events]))
         still = allowed_still_bars(library.get(style).info.representation.still_bars)
         assert sanity_penalty(melody, int(tonic), bool(minor), still) <= 0.5, (style, melody.notes())
+        span = library.get(style).info.representation.span
+        assert span is None or np.ptp(melody.pitches()) <= span, (style, melody.notes())
+
+
+def test_a_melody_keeps_within_its_styles_span(library: ModelLibrary, tmp_path: Path) -> None:
+    def spans(lib: ModelLibrary, style: str) -> list[int]:
+        return [int(np.ptp(compose(ComposeRequest(style, bars=32, seed=seed), lib).melody.pitches()))
+                for seed in range(6)]
+
+    assert max(spans(library, "alpha")) > 7  # the untrained model, left alone, wanders wider
+    write_untrained_model(tmp_path / "alpha", UNTRAINED_STYLES["alpha"], span=7)
+    narrow = spans(ModelLibrary(tmp_path), "alpha")
+    assert max(narrow) <= 7 and min(narrow) > 0
 
 
 def test_best_of_n_keeps_the_first_drawn_of_equally_sane_candidates(library: ModelLibrary,

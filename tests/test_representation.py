@@ -152,6 +152,13 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
     assert rep.still_bars is None  # no melody as long as half a 16-bar window
     held = Melody((60,) + (HOLD,) * 47 + (62,) + (HOLD,) * 15 + (64, HOLD) * 56, (4, 4))  # 11 bars
     assert Representation.for_corpus([held] * 5 + corpus).still_bars == 3.0  # its three-bar note
+    assert rep.span == 12  # every scale spans an octave
+    wide = Melody((48, 84), (4, 4))
+    assert Representation.for_corpus([*corpus * 3, wide]).span == 12  # one melody in 124 spans 3 octaves
+    assert Representation.for_corpus([*corpus, wide]).span == 36  # one in 42: more than 1% of them
+    old = rep.to_config()
+    del old["span"]
+    assert Representation.from_config(old).span is None  # configs made before it: no bound
     short = Representation.for_corpus(corpus, max_bars_left=8)
     assert short.max_bars_left == 8 and Representation.from_config(short.to_config()) == short
     assert short.bars_left(np.arange(0, 40 * 16, 16), 16, 40).tolist() == [8] * 32 + list(range(7, -1, -1))

@@ -251,6 +251,22 @@ def test_a_note_struck_and_ended_is_no_silent_start(alpha: Mixture, monkeypatch)
     assert (tokens[:, 1:] < FIRST_PITCH_ID).all()
 
 
+def _spans(rows: np.ndarray) -> list[int]:
+    return [int(np.ptp(row[row >= FIRST_PITCH_ID])) for row in rows]
+
+
+def test_a_span_keeps_every_candidate_within_it(alpha: Mixture) -> None:
+    free = _sample(alpha, steps=200, candidates=8, temperature=2.0, top_p=1.0).tokens
+    assert max(_spans(free)) > 5  # left alone, the untrained model wanders wider
+    kept = _sample(alpha, steps=200, candidates=8, temperature=2.0, top_p=1.0, span=5).tokens
+    assert max(_spans(kept)) <= 5 and min(_spans(kept)) > 0
+    primer = [FIRST_PITCH_ID + 10, HOLD_ID, FIRST_PITCH_ID + 22, REST_ID]  # wider than the span itself
+    after = _sample(alpha, steps=200, candidates=8, temperature=2.0, top_p=1.0, span=5, primer=primer).tokens
+    played = after[after >= FIRST_PITCH_ID]
+    assert played.min() >= FIRST_PITCH_ID + 10 and played.max() <= FIRST_PITCH_ID + 22
+    assert len(np.unique(played)) > 3  # it still moves within the primer's range
+
+
 def test_low_temperature_with_masked_mass_draws_allowed_tokens(alpha: Mixture, monkeypatch) -> None:
     """Temperature on log-probabilities: at 0.1, weights of 1e-5 raised to the 10th power underflowed in
     float32 and the draw indexed past the row."""
