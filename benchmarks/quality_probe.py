@@ -23,6 +23,10 @@ drawn at random, so both sets have the same lengths.
   pickup bar) and an ending, where most windows are a tune's middle or a start without its end.
 - Endings and openings: real test tunes' last ``--bars`` bars (endings) and first (openings), beside the
   generated melodies; tonic by the Krumhansl-Kessler estimate of the window.
+- ``--real-lengths``: also real vs generated with the framing matched: for each of up to ``--count`` test
+  tunes a melody composed at that tune's length (in bars, at most ``MAX_BARS``), and both sets cut into
+  the same ``--bars``-bar windows (folds keep each piece's windows together). A 16-bar generated piece is
+  a whole piece, opening and ending in 16 bars, where a real window is mostly part of a longer tune.
 - ``--tells N``: the N features (``composer.quality.FEATURE_NAMES``) whose means differ most between the
   real test windows and the generated melodies, in pooled standard deviations: where to look next.
 """
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.compose import ComposeRequest, compose
+from composer.compose import MAX_BARS, ComposeRequest, compose
 from composer.corpus import build_style_corpus
 from composer.dataset import chunks, load_melodies, split_pieces
 from composer.melody import Melody
@@ -107,6 +111,8 @@ def main() -> None:
     parser.add_argument("--tells", type=int, default=0,
                         help="also list the N features that most tell each style's generated melodies from "
                              "its real test windows (standardised difference of the means)")
+    parser.add_argument("--real-lengths", action="store_true",
+                        help="also compose melodies as long as the test tunes and compare windows of both")
     args = parser.parse_args()
     styles = ([s for s in args.styles.split(",") if s] if args.styles
               else sorted(p.name for p in args.models.iterdir() if (p / "config.json").exists()))
@@ -169,6 +175,19 @@ def main() -> None:
               f"{pct(opening_acc)} |")
     print(f"| mean | | {pct(sum(accuracies) / len(accuracies))} | {pct(sum(ceilings) / len(ceilings))} | "
           f"{pct(sum(opening_accuracies) / len(opening_accuracies))} |")
+    if args.real_lengths:
+        print(f"\nReal vs generated, framing matched (a melody composed at each test tune's length, both cut "
+              f"into {args.bars}-bar windows):\n")
+        print("| style | pieces each | windows real / generated | real vs generated |")
+        print("| --- | --- | --- | --- |")
+        for style in styles:
+            tunes = [m for m in tests[style] if m.n_bars >= args.bars / 2][:args.count]
+            long = [compose(ComposeRequest(style, bars=min(MAX_BARS, max(1, round(m.n_bars))),
+                                           seed=args.first_seed + i), library).melody
+                    for i, m in enumerate(tunes)]
+            (real_w, real_g), (gen_w, gen_g) = windows(tunes, args.bars), windows(long, args.bars)
+            acc = real_vs_generated(real_w, gen_w, seed=args.seed, real_groups=real_g, generated_groups=gen_g)
+            print(f"| {style} | {len(tunes)} | {len(real_w)} / {len(gen_w)} | {pct(acc)} |", flush=True)
     if args.tells:
         print("\nWhat tells them apart most (generated minus real mean, in pooled standard deviations; "
               "real -> generated mean):\n")

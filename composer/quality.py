@@ -227,10 +227,11 @@ def style_recognition(real: dict[str, list[Melody]], generated: dict[str, list[M
 
 def real_vs_generated(real: list[Melody], generated: list[Melody], seed: int = 0,
                       real_groups: Sequence[int] | None = None, folds: int = 5, l2: float = 0.05,
-                      repeats: int = 5) -> float:
+                      repeats: int = 5, generated_groups: Sequence[int] | None = None) -> float:
     """Cross-validated accuracy of a classifier telling ``generated`` from ``real`` melodies of one style
     (0.5 is chance, 1.0 tells every one). The larger set is subsampled (by ``seed``) to the size of the
-    smaller, so the classes are balanced; folds keep each real piece (``real_groups``) in one fold. The
+    smaller, so the classes are balanced; folds keep each real piece (``real_groups``) in one fold, and
+    each generated one (``generated_groups``, for windows of longer generated pieces). The
     mean over ``repeats`` draws of subsample and folds (with 30 melodies a side one draw varies by about
     +-5 points)."""
     n = min(len(real), len(generated))
@@ -238,18 +239,22 @@ def real_vs_generated(real: list[Melody], generated: list[Melody], seed: int = 0
         raise ValueError(f"need at least {folds} melodies of each kind, got {len(real)} and {len(generated)}")
     x_real, x_gen = melody_matrix(real), melody_matrix(generated)
     groups = np.asarray(real_groups, int) if real_groups is not None else np.arange(len(real))
+    gen_groups = np.asarray(generated_groups, int) if generated_groups is not None else None
     rng = np.random.default_rng(seed)
-    return float(np.mean([_real_vs_generated_once(x_real, x_gen, groups, n, folds, l2, rng)
+    return float(np.mean([_real_vs_generated_once(x_real, x_gen, groups, gen_groups, n, folds, l2, rng)
                           for _ in range(repeats)]))
 
 
-def _real_vs_generated_once(x_real: np.ndarray, x_gen: np.ndarray, groups: np.ndarray, n: int, folds: int,
-                            l2: float, rng: np.random.Generator) -> float:
+def _real_vs_generated_once(x_real: np.ndarray, x_gen: np.ndarray, groups: np.ndarray,
+                            gen_groups: np.ndarray | None, n: int, folds: int, l2: float,
+                            rng: np.random.Generator) -> float:
     pick_real = np.sort(rng.choice(len(x_real), n, replace=False))
     pick_gen = np.sort(rng.choice(len(x_gen), n, replace=False))
     x = np.concatenate([x_real[pick_real], x_gen[pick_gen]])
     y = np.concatenate([np.zeros(n, int), np.ones(n, int)])
-    fold = np.concatenate([_fold_of_groups(groups[pick_real], folds, rng), rng.permutation(n) % folds])
+    gen_fold = (rng.permutation(n) % folds if gen_groups is None
+                else _fold_of_groups(gen_groups[pick_gen], folds, rng))
+    fold = np.concatenate([_fold_of_groups(groups[pick_real], folds, rng), gen_fold])
     correct = 0
     for f in range(folds):
         test = fold == f

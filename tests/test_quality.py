@@ -151,6 +151,16 @@ def test_real_vs_generated_tells_styles_apart_but_not_halves_of_one() -> None:
         real_vs_generated(a[:3], b[:3])
 
 
+def test_windows_of_one_generated_piece_stay_in_one_fold() -> None:
+    rng = random.Random(4)
+    real = [style_a(rng) for _ in range(60)]
+    distinct = [style_a(random.Random(100 + i)) for i in range(8)]
+    copies = [m for m in distinct for _ in range(6)]  # like windows of few long pieces, alike within one
+    pieces = [i for i in range(8) for _ in range(6)]
+    assert real_vs_generated(real, copies, seed=0, repeats=3) > 0.7  # a copy in training gives its twin away
+    assert real_vs_generated(real, copies, seed=0, repeats=3, generated_groups=pieces) < 0.6
+
+
 def test_softmax_classifier_fits_a_linear_boundary() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
