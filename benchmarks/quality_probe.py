@@ -24,9 +24,11 @@ drawn at random, so both sets have the same lengths.
 - Endings and openings: real test tunes' last ``--bars`` bars (endings) and first (openings), beside the
   generated melodies; tonic by the Krumhansl-Kessler estimate of the window.
 - ``--real-lengths``: also real vs generated with the framing matched: for each of up to ``--count`` test
-  tunes a melody composed at that tune's length (in bars, at most ``MAX_BARS``), and both sets cut into
-  the same ``--bars``-bar windows (folds keep each piece's windows together). A 16-bar generated piece is
-  a whole piece, opening and ending in 16 bars, where a real window is mostly part of a longer tune.
+  tunes (the split's order is shuffled) a melody composed at that tune's length (in bars, at most
+  ``MAX_BARS``) and in its metre (where the style knows it; key and register drawn as usual), and both
+  sets cut into the same ``--bars``-bar windows (folds keep each piece's windows together). A 16-bar
+  generated piece is a whole piece, opening and ending in 16 bars, where a real window is mostly part of
+  a longer tune.
 - ``--tells N``: the N features (``composer.quality.FEATURE_NAMES``) whose means differ most between the
   real test windows and the generated melodies, in pooled standard deviations: where to look next.
 """
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.compose import MAX_BARS, ComposeRequest, compose
+from composer.compose import MAX_BARS, ComposeRequest, compose, metre_name
 from composer.corpus import build_style_corpus
 from composer.dataset import chunks, load_melodies, split_pieces
 from composer.melody import Melody
@@ -176,14 +178,16 @@ def main() -> None:
     print(f"| mean | | {pct(sum(accuracies) / len(accuracies))} | {pct(sum(ceilings) / len(ceilings))} | "
           f"{pct(sum(opening_accuracies) / len(opening_accuracies))} |")
     if args.real_lengths:
-        print(f"\nReal vs generated, framing matched (a melody composed at each test tune's length, both cut "
-              f"into {args.bars}-bar windows):\n")
+        print("\nReal vs generated, framing matched (a melody composed at each test tune's length and in its "
+              f"metre, both cut into {args.bars}-bar windows):\n")
         print("| style | pieces each | windows real / generated | real vs generated |")
         print("| --- | --- | --- | --- |")
         for style in styles:
             tunes = [m for m in tests[style] if m.n_bars >= args.bars / 2][:args.count]
+            metres = library.get(style).info.metres
             long = [compose(ComposeRequest(style, bars=min(MAX_BARS, max(1, round(m.n_bars))),
-                                           seed=args.first_seed + i), library).melody
+                                           metre=metre_name(m.time_signature) if m.time_signature in metres
+                                           else None, seed=args.first_seed + i), library).melody
                     for i, m in enumerate(tunes)]
             (real_w, real_g), (gen_w, gen_g) = windows(tunes, args.bars), windows(long, args.bars)
             acc = real_vs_generated(real_w, gen_w, seed=args.seed, real_groups=real_g, generated_groups=gen_g)

@@ -240,6 +240,8 @@ def real_vs_generated(real: list[Melody], generated: list[Melody], seed: int = 0
     x_real, x_gen = melody_matrix(real), melody_matrix(generated)
     groups = np.asarray(real_groups, int) if real_groups is not None else np.arange(len(real))
     gen_groups = np.asarray(generated_groups, int) if generated_groups is not None else None
+    if len(groups) != len(real) or (gen_groups is not None and len(gen_groups) != len(generated)):
+        raise ValueError("one group per melody")
     rng = np.random.default_rng(seed)
     return float(np.mean([_real_vs_generated_once(x_real, x_gen, groups, gen_groups, n, folds, l2, rng)
                           for _ in range(repeats)]))
@@ -252,9 +254,11 @@ def _real_vs_generated_once(x_real: np.ndarray, x_gen: np.ndarray, groups: np.nd
     pick_gen = np.sort(rng.choice(len(x_gen), n, replace=False))
     x = np.concatenate([x_real[pick_real], x_gen[pick_gen]])
     y = np.concatenate([np.zeros(n, int), np.ones(n, int)])
+    # The real folds are drawn first, as before generated groups existed: results without them reproduce.
+    real_fold = _fold_of_groups(groups[pick_real], folds, rng)
     gen_fold = (rng.permutation(n) % folds if gen_groups is None
                 else _fold_of_groups(gen_groups[pick_gen], folds, rng))
-    fold = np.concatenate([_fold_of_groups(groups[pick_real], folds, rng), gen_fold])
+    fold = np.concatenate([real_fold, gen_fold])
     correct = 0
     for f in range(folds):
         test = fold == f

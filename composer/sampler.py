@@ -252,27 +252,29 @@ def _sounding_tables(rep: Representation, allowed: np.ndarray) -> tuple[np.ndarr
 
 def _range_of(ids: np.ndarray, vocab_size: int) -> int:
     """The range state (``_range_tables``) of a melody's target ids: its lowest and highest pitch."""
-    pitches = ids[ids >= FIRST_PITCH_ID] - FIRST_PITCH_ID
-    states = vocab_size - FIRST_PITCH_ID + 1
-    return int(pitches.min() * states + pitches.max()) if len(pitches) else (states - 1) * states
+    struck = ids[ids >= FIRST_PITCH_ID] - FIRST_PITCH_ID
+    side = vocab_size - FIRST_PITCH_ID + 1  # P + 1
+    return int(struck.min() * side + struck.max()) if len(struck) else (side - 1) * side
 
 
 @functools.cache
 def _range_tables(vocab_size: int, span: int) -> tuple[np.ndarray, np.ndarray]:
     """Lookups for keeping a melody within ``span`` semitones, over range states ``lowest * (P + 1) +
-    highest`` (pitch indices; no pitch yet is ``lowest = P, highest = 0``): by (drawn id, state) the state
-    after it, and by state a 0/1 row over target ids, 0 for the pitches that would widen the range past
-    ``span`` (past the range itself, where that is already wider: a primer's)."""
-    pitches = vocab_size - FIRST_PITCH_ID
-    lowest, highest = np.divmod(np.arange((pitches + 1) ** 2), pitches + 1)
+    highest`` (pitch indices of the ``P`` pitches; no pitch yet is ``lowest = P, highest = 0``): by (drawn
+    id, state) the state after it, and by state a 0/1 row over the pitches, 0 for those that would widen
+    the range past ``span`` (past the range itself, where that is already wider: a primer's). Read-only."""
+    n_pitches = vocab_size - FIRST_PITCH_ID
+    lowest, highest = np.divmod(np.arange((n_pitches + 1) ** 2), n_pitches + 1)
     pitch = np.arange(vocab_size) - FIRST_PITCH_ID
     struck = (pitch >= 0)[:, None]
-    range_after = (np.where(struck, np.minimum(lowest, pitch[:, None]), lowest) * (pitches + 1)
+    range_after = (np.where(struck, np.minimum(lowest, pitch[:, None]), lowest) * (n_pitches + 1)
                    + np.where(struck, np.maximum(highest, pitch[:, None]), highest))
+    pitch = pitch[FIRST_PITCH_ID:]
     widened = np.maximum(highest[:, None], pitch) - np.minimum(lowest[:, None], pitch)
-    too_wide = widened > np.maximum(span, highest - lowest)[:, None]
-    too_wide &= (pitch >= 0) & (lowest < pitches)[:, None]  # only pitches, once one has sounded
-    return range_after, (~too_wide).astype(np.float32)
+    too_wide = (widened > np.maximum(span, highest - lowest)[:, None]) & (lowest < n_pitches)[:, None]
+    in_reach = (~too_wide).astype(np.float32)  # once a pitch has sounded
+    range_after.flags.writeable = in_reach.flags.writeable = False
+    return range_after, in_reach
 
 
 def _tempered(weights: np.ndarray, inverse_temperature: np.float32) -> np.ndarray:
@@ -298,16 +300,21 @@ def _cadence_bias(rep: Representation, events: np.ndarray, key: tuple[int, bool]
     return np.where(hit, CADENCE_BOOST, 1.0).astype(np.float32)
 
 
-def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray) -> np.ndarray:
+def _draw(weights: np.ndarray, top_p: float, uniforms: np.ndarray,
+          in_reach: np.ndarray | None = None) -> np.ndarray:
     """One token per row from unnormalised ``weights (B, V)`` (changed in place). Top-p cuts each row's
     pitches to their nucleus (the fewest likeliest pitches holding ``top_p`` of the pitches' weight),
     scaled back to the pitches' weight: it keeps out unlikely notes, never the onsets themselves. On a
     16th-note grid a held note is often likelier than ``top_p`` alone, and a nucleus over every token
-    left no onset there: melodies came out sparser and plainer than real tunes."""
-    if top_p < 1.0:  # top_p >= 1: nothing to cut
+    left no onset there: melodies came out sparser and plainer than real tunes. ``in_reach (B, P)`` (0/1
+    per pitch) keeps out the pitches past a melody's span the same way, before the nucleus: a note starts
+    as often as the model says, on a pitch within reach."""
+    if top_p < 1.0 or in_reach is not None:  # else nothing to cut
         pitches = weights[:, FIRST_PITCH_ID:]
         total = pitches.sum(axis=1, keepdims=True)
-        kept = _nucleus(pitches, top_p)
+        kept = pitches * in_reach if in_reach is not None else pitches
+        if top_p < 1.0:
+            kept = _nucleus(kept, top_p)
         np.multiply(kept, total / np.maximum(kept.sum(axis=1, keepdims=True), _TINY), out=pitches)
     cumulative = np.add.accumulate(weights, axis=1)
     beyond = cumulative > uniforms[:, None] * cumulative[:, -1:]
@@ -408,11 +415,9 @@ def sample(
             weights[:, (REST_ID, HOLD_ID)] *= (tokens[:, :t] >= FIRST_PITCH_ID).any(axis=1)[:, None]
         if bias is not None:
             weights *= bias
-        if span is not None:
-            weights *= in_reach[ranges]
         if inverse_temperature != 1.0:
             weights = _tempered(weights, inverse_temperature)
-        chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t])
+        chosen = tokens[:, t] = _draw(weights, top_p, uniforms[t], None if span is None else in_reach[ranges])
         picked[t] = probs[rows, chosen]
         if span is not None:
             ranges = range_after[chosen, ranges]

@@ -27,6 +27,7 @@ from composer.representation import (
     START,
     Representation,
     Undo,
+    corpus_span,
 )
 
 MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2, 0)
@@ -156,6 +157,7 @@ def test_for_corpus_keeps_common_metres_and_counts_keys() -> None:
     wide = Melody((48, 84), (4, 4))
     assert Representation.for_corpus([*corpus * 3, wide]).span == 12  # one melody in 124 spans 3 octaves
     assert Representation.for_corpus([*corpus, wide]).span == 36  # one in 42: more than 1% of them
+    assert corpus_span([Melody((REST, HOLD), (4, 4))]) is None  # no notes
     old = rep.to_config()
     del old["span"]
     assert Representation.from_config(old).span is None  # configs made before it: no bound

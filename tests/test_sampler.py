@@ -12,7 +12,7 @@ import pytest
 from composer.lstm import LstmModel
 from composer.melody import Melody
 from composer.representation import FIRST_PITCH_ID, HOLD_ID, REST_ID, START, Representation, Undo
-from composer.sampler import Mixture, _draw, sample
+from composer.sampler import Mixture, _draw, _range_of, _range_tables, sample
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -265,6 +265,52 @@ def test_a_span_keeps_every_candidate_within_it(alpha: Mixture) -> None:
     played = after[after >= FIRST_PITCH_ID]
     assert played.min() >= FIRST_PITCH_ID + 10 and played.max() <= FIRST_PITCH_ID + 22
     assert len(np.unique(played)) > 3  # it still moves within the primer's range
+
+
+def test_a_narrower_primer_counts_towards_the_span(alpha: Mixture) -> None:
+    primer = [FIRST_PITCH_ID + 10, HOLD_ID, FIRST_PITCH_ID + 13, HOLD_ID]
+    after = _sample(alpha, steps=200, candidates=8, temperature=2.0, top_p=1.0, span=5, primer=primer).tokens
+    for row in after:
+        played = np.concatenate([[FIRST_PITCH_ID + 10, FIRST_PITCH_ID + 13], row[row >= FIRST_PITCH_ID]])
+        assert np.ptp(played) <= 5 and played.min() >= FIRST_PITCH_ID + 8
+
+
+@pytest.mark.parametrize("span", [0, 2, 7])
+def test_range_tables_match_the_rule_for_every_state_and_id(span: int) -> None:
+    vocab = FIRST_PITCH_ID + 7
+    after, in_reach = _range_tables(vocab, span)
+    none = _range_of(np.array([REST_ID, HOLD_ID]), vocab)
+    ranges = [None] + [(lo, hi) for lo in range(7) for hi in range(lo, 7)]
+    for melody_range in ranges:
+        state = none if melody_range is None else _range_of(FIRST_PITCH_ID + np.array(melody_range), vocab)
+        for drawn in range(vocab):
+            pitch = drawn - FIRST_PITCH_ID
+            if pitch < 0:
+                expected = melody_range
+            else:
+                expected = (pitch, pitch) if melody_range is None else \
+                    (min(melody_range[0], pitch), max(melody_range[1], pitch))
+            assert after[drawn, state] == (none if expected is None else
+                                           _range_of(FIRST_PITCH_ID + np.array(expected), vocab))
+        for pitch in range(7):
+            if melody_range is None:
+                allowed = True
+            else:
+                lo, hi = melody_range
+                allowed = max(hi, pitch) - min(lo, pitch) <= max(span, hi - lo)
+            assert in_reach[state, pitch] == allowed
+
+
+def test_draw_keeps_the_onsets_when_the_span_cuts_pitches() -> None:
+    row = np.zeros(FIRST_PITCH_ID + 4, np.float32)
+    row[REST_ID], row[HOLD_ID] = 0.1, 0.2
+    row[FIRST_PITCH_ID:] = [0.4, 0.0, 0.2, 0.1]
+    reach = np.tile(np.array([0.0, 1.0, 1.0, 1.0], np.float32), (4000, 1))
+    drawn = _draw(np.tile(row, (4000, 1)), 1.0, np.random.default_rng(0).random(4000), reach)
+    assert FIRST_PITCH_ID not in set(drawn)  # out of reach
+    counts = np.bincount(drawn, minlength=len(row)) / 4000
+    np.testing.assert_allclose(counts[[REST_ID, HOLD_ID]], [0.1, 0.2], atol=0.03)  # onsets as often as uncut
+    np.testing.assert_allclose(counts[FIRST_PITCH_ID + 2:], [0.7 * 2 / 3, 0.7 / 3], atol=0.03)
 
 
 def test_low_temperature_with_masked_mass_draws_allowed_tokens(alpha: Mixture, monkeypatch) -> None:
