@@ -26,9 +26,9 @@ drawn at random, so both sets have the same lengths.
 - ``--real-lengths``: also real vs generated with the framing matched: for each of up to ``--count`` test
   tunes (the split's order is shuffled) a melody composed at that tune's length (in bars, at most
   ``MAX_BARS``) and in its metre (where the style knows it; key and register drawn as usual), and both
-  sets cut into the same ``--bars``-bar windows (folds keep each piece's windows together). A 16-bar
-  generated piece is a whole piece, opening and ending in 16 bars, where a real window is mostly part of
-  a longer tune.
+  sets cut into the same ``--bars``-bar windows (folds keep each piece's windows together); beside it the
+  mean span (lowest to highest pitch) of the whole pieces, real and generated. A 16-bar generated piece
+  is a whole piece, opening and ending in 16 bars, where a real window is mostly part of a longer tune.
 - ``--tells N``: the N features (``composer.quality.FEATURE_NAMES``) whose means differ most between the
   real test windows and the generated melodies, in pooled standard deviations: where to look next.
 """
@@ -180,8 +180,9 @@ def main() -> None:
     if args.real_lengths:
         print("\nReal vs generated, framing matched (a melody composed at each test tune's length and in its "
               f"metre, both cut into {args.bars}-bar windows):\n")
-        print("| style | pieces each | windows real / generated | real vs generated |")
-        print("| --- | --- | --- | --- |")
+        print("| style | pieces each | windows real / generated | real vs generated | "
+              "mean span real / generated (semitones) | generated past the style's span |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for style in styles:
             tunes = [m for m in tests[style] if m.n_bars >= args.bars / 2][:args.count]
             metres = library.get(style).info.metres
@@ -191,7 +192,11 @@ def main() -> None:
                     for i, m in enumerate(tunes)]
             (real_w, real_g), (gen_w, gen_g) = windows(tunes, args.bars), windows(long, args.bars)
             acc = real_vs_generated(real_w, gen_w, seed=args.seed, real_groups=real_g, generated_groups=gen_g)
-            print(f"| {style} | {len(tunes)} | {len(real_w)} / {len(gen_w)} | {pct(acc)} |", flush=True)
+            spans = [[np.ptp(m.pitches()) for m in pieces] for pieces in (tunes, long)]
+            limit = library.get(style).info.representation.span
+            past = "-" if limit is None else f"{sum(s > limit for s in spans[1])} of {len(long)} ({limit})"
+            print(f"| {style} | {len(tunes)} | {len(real_w)} / {len(gen_w)} | {pct(acc)} | "
+                  f"{np.mean(spans[0]):.1f} / {np.mean(spans[1]):.1f} | {past} |", flush=True)
     if args.tells:
         print("\nWhat tells them apart most (generated minus real mean, in pooled standard deviations; "
               "real -> generated mean):\n")
